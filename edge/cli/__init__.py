@@ -1,0 +1,77 @@
+"""The `edge` command line: the only place that reads argv and environment variables.
+
+Each sub-command lives in its own module under `edge.cli` with two functions:
+`add_parser(subparsers)` registers its arguments and `main(args) -> int` runs it. A sub-command
+module imports its heavy dependencies (TensorFlow, Keras) inside `main`, never at import time, so
+`edge run` and `edge --help` stay free of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from edge import __version__
+from edge.errors import EdgeError
+
+# Sub-command modules, in the order `edge --help` lists them.
+COMMANDS = ("run", "info", "telemetry", "data", "train", "eval", "export", "bench")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with code 2 and one line, as every bad input does."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edge",
+        description="Real-time object detection on edge devices: train, export, run.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"edge.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"edge.cli.{name}":
+                continue  # a sub-command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # `edge` alone runs the embedded demo, like `edge run`.
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["run", *argv] if "run" in parser._subparsers._group_actions[0].choices else argv  # noqa: SLF001
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.handler(args) or 0)
+    except EdgeError as exc:
+        print(f"edge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"edge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
