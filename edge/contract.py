@@ -45,7 +45,9 @@ class ModelContract:
         if self.color not in ("RGB", "BGR"):
             raise ValueError(f"color must be RGB or BGR, got {self.color!r}")
         if self.output_format not in OUTPUT_FORMATS:
-            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+            raise ValueError(
+                f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -86,12 +88,24 @@ def from_metadata(meta: Mapping[str, str], source: str = "model") -> ModelContra
     )
 
 
-_KNOWN_KEYS = {"edge.contract", "names", "imgsz", "layout", "color", "scale", "mean", "std", "output_format"}
+_KNOWN_KEYS = {
+    "edge.contract",
+    "names",
+    "imgsz",
+    "layout",
+    "color",
+    "scale",
+    "mean",
+    "std",
+    "output_format",
+}
 
 
 def _read_edge(meta: Mapping[str, str]) -> ModelContract:
     if meta["edge.contract"] != CONTRACT_VERSION:
-        raise ValueError(f"contract version {meta['edge.contract']!r}, this edge reads {CONTRACT_VERSION!r}")
+        raise ValueError(
+            f"contract version {meta['edge.contract']!r}, this edge reads {CONTRACT_VERSION!r}"
+        )
     names = json.loads(meta["names"])
     imgsz = json.loads(meta["imgsz"])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:

@@ -83,7 +83,12 @@ def _polygon(thing: _Thing) -> np.ndarray | None:
     w = h * thing.aspect
     cx, cy = thing.cx, thing.cy
     if thing.class_id == 1:  # crate
-        pts = [(cx - w / 2, cy - h / 2), (cx + w / 2, cy - h / 2), (cx + w / 2, cy + h / 2), (cx - w / 2, cy + h / 2)]
+        pts = [
+            (cx - w / 2, cy - h / 2),
+            (cx + w / 2, cy - h / 2),
+            (cx + w / 2, cy + h / 2),
+            (cx - w / 2, cy + h / 2),
+        ]
     elif thing.class_id == 2:  # cone
         pts = [(cx, cy - h / 2), (cx + w / 2, cy + h / 2), (cx - w / 2, cy + h / 2)]
     elif thing.class_id == 3:  # star
@@ -131,11 +136,19 @@ def _draw(img: np.ndarray, ids: np.ndarray, thing: _Thing, ident: int) -> float:
             y = int(y0 + (y1 - y0) * f)
             half = (x1 - x0) / 2 * f
             cx = (x0 + x1) / 2
-            cv2.line(img, (int(cx - half), y), (int(cx + half), y), (235, 235, 235), max(int(thing.size / 14), 1))
+            cv2.line(
+                img,
+                (int(cx - half), y),
+                (int(cx + half), y),
+                (235, 235, 235),
+                max(int(thing.size / 14), 1),
+            )
     return float(max(cv2.contourArea(pts.astype(np.float32)), 1.0))
 
 
-def _compose(background: np.ndarray, things: list[_Thing], idents: list[int], gain: float) -> SceneFrame:
+def _compose(
+    background: np.ndarray, things: list[_Thing], idents: list[int], gain: float
+) -> SceneFrame:
     """Paint objects back to front (by their foot's y), then keep those visible enough."""
     height, width = background.shape[:2]
     img = background.copy()
@@ -221,7 +234,12 @@ class SyntheticScene:
     """
 
     def __init__(
-        self, width: int = 640, height: int = 480, seed: int = 0, fps: float = 30.0, objects: int = 6
+        self,
+        width: int = 640,
+        height: int = 480,
+        seed: int = 0,
+        fps: float = 30.0,
+        objects: int = 6,
     ) -> None:
         if width < 32 or height < 32:
             raise ValueError(f"synthetic scene must be at least 32x32, got {width}x{height}")
@@ -233,7 +251,10 @@ class SyntheticScene:
         rng = np.random.default_rng(seed)
         self._bg = _background(rng, width, height)
         short = min(width, height)
-        self._things = [_random_thing(rng, width, height, short * rng.uniform(0.12, 0.32)) for _ in range(objects)]
+        self._things = [
+            _random_thing(rng, width, height, short * rng.uniform(0.12, 0.32))
+            for _ in range(objects)
+        ]
         self._p0 = np.array([[t.cx, t.cy] for t in self._things])
         speed = rng.uniform(20, 90, (objects, 1)) * short / 480  # pixels per second
         heading = rng.uniform(0, 2 * np.pi, (objects, 1))
@@ -244,13 +265,17 @@ class SyntheticScene:
 
     def frame(self, index: int) -> SceneFrame:
         t = index / self.fps
-        sizes = np.array([th.size for th in self._things]) * (1 + 0.25 * np.sin(self._pulse * t + self._phase))
+        sizes = np.array([th.size for th in self._things]) * (
+            1 + 0.25 * np.sin(self._pulse * t + self._phase)
+        )
         half = sizes[:, None] / 2
         lo = np.hstack([np.full_like(half, 0), np.full_like(half, self.height * 0.15)]) + half * 0.5
         hi = np.array([[self.width, self.height]]) - half * 0.5
         pos = _bounce(self._p0, self._v, t, lo, hi)
         things = [
-            _Thing(th.class_id, float(x), float(y), float(s), th.aspect, th.angle + sp * t, th.color)
+            _Thing(
+                th.class_id, float(x), float(y), float(s), th.aspect, th.angle + sp * t, th.color
+            )
             for th, (x, y), s, sp in zip(self._things, pos, sizes, self._spin, strict=True)
         ]
         gain = 1.0 + 0.15 * np.sin(2 * np.pi * t / 12.0)

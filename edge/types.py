@@ -65,4 +65,6 @@ class Detections:
 
     def select(self, keep: np.ndarray) -> Detections:
         """A new Detections with only the rows `keep` (boolean mask or indices)."""
-        return Detections(self.xyxy[keep], self.score[keep], self.class_id[keep], self.track_id[keep])
+        return Detections(
+            self.xyxy[keep], self.score[keep], self.class_id[keep], self.track_id[keep]
+        )

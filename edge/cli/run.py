@@ -1,0 +1,293 @@
+"""`edge run`: detect objects in a camera, video, stream, images or the synthetic scene."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from edge.errors import EdgeError, ModelError
+
+log = logging.getLogger("edge")
+
+DEMO_FRAMES = 300  # `edge run` alone stops after this many synthetic frames
+
+
+def bundled_model() -> Path | None:
+    """The default model shipped in the repository's models/ folder, if present."""
+    for folder in (Path(__file__).resolve().parents[2] / "models", Path.cwd() / "models"):
+        candidate = folder / "default.onnx"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imgsz(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        vals = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(vals) == 1:
+        vals *= 2
+    if len(vals) != 2 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive N or HxW, got {text!r}")
+    return (vals[0], vals[1])
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def has_display() -> bool:
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a detector on a camera, video, stream, images or the synthetic scene",
+        description="Run a detector with per-frame, per-stage telemetry. With no arguments: the bundled "
+        f"model on the synthetic scene for {DEMO_FRAMES} frames, headless when there is no display.",
+    )
+    src = p.add_argument_group("source")
+    src.add_argument(
+        "--source",
+        default="synthetic",
+        help="camera index (0), video file, rtsp/http URL, image, "
+        "folder, glob, or 'synthetic' (default)",
+    )
+    src.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace files at their native FPS and drop frames like a live source",
+    )
+    src.add_argument(
+        "--width", type=_positive_int, help="requested camera width (synthetic: frame width)"
+    )
+    src.add_argument(
+        "--height", type=_positive_int, help="requested camera height (synthetic: frame height)"
+    )
+    src.add_argument(
+        "--fps", type=_positive_float, help="requested camera FPS (synthetic: scene FPS)"
+    )
+    src.add_argument(
+        "--reconnect",
+        type=int,
+        default=10,
+        metavar="N",
+        help="reconnect attempts per outage of a live source (0: off)",
+    )
+    src.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    src.add_argument("--max-frames", type=_positive_int, help="stop after N frames")
+    src.add_argument(
+        "--duration", type=_positive_float, metavar="SECONDS", help="stop after this many seconds"
+    )
+    mod = p.add_argument_group("model")
+    mod.add_argument(
+        "--model", type=Path, help="ONNX model (default: the bundled models/default.onnx)"
+    )
+    mod.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
+        help="execution provider; auto tries TensorRT, CUDA, then CPU",
+    )
+    mod.add_argument(
+        "--strict-device", action="store_true", help="fail instead of falling back to the CPU"
+    )
+    mod.add_argument("--trt-cache", type=Path, metavar="DIR", help="TensorRT engine cache folder")
+    mod.add_argument("--no-trt-fp16", action="store_true", help="TensorRT in fp32")
+    mod.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)"
+    )
+    mod.add_argument(
+        "--imgsz", type=_imgsz, help="input size N or HxW for models with a dynamic input"
+    )
+    mod.add_argument("--conf", type=_fraction, default=0.25, help="score threshold (default 0.25)")
+    mod.add_argument("--iou", type=_fraction, default=0.45, help="NMS IoU threshold (default 0.45)")
+    mod.add_argument("--classes", help="keep only these classes: names or ids, comma-separated")
+    mod.add_argument("--max-det", type=_positive_int, default=300, help="most detections per frame")
+    out = p.add_argument_group("output")
+    show = out.add_mutually_exclusive_group()
+    show.add_argument(
+        "--show",
+        dest="show",
+        action="store_true",
+        default=None,
+        help="show a window (default when a display exists)",
+    )
+    show.add_argument("--no-show", dest="show", action="store_false", help="never show a window")
+    out.add_argument("--save", type=Path, metavar="OUT.mp4", help="write the annotated video")
+    out.add_argument(
+        "--jsonl", type=Path, metavar="FILE", help="write one JSON line of detections per frame"
+    )
+    out.add_argument(
+        "--telemetry", type=Path, metavar="FILE", help="write per-frame timings (.jsonl or .csv)"
+    )
+    out.add_argument("--no-overlay", action="store_true", help="no FPS/latency text on frames")
+    out.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    p.set_defaults(handler=main)
+
+
+def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    ids = []
+    for part in (t.strip() for t in text.split(",") if t.strip()):
+        if part.isdigit() and int(part) < len(names):
+            ids.append(int(part))
+        elif part in names:
+            ids.append(names.index(part))
+        else:
+            raise ValueError(
+                f"--classes: unknown class {part!r}; this model knows {', '.join(names)}"
+            )
+    return tuple(ids)
+
+
+def main(args: argparse.Namespace) -> int:
+    from edge.pipeline import Loop, LoopOptions
+    from edge.postprocess import PostprocessOptions
+    from edge.session import ModelSession, SessionOptions
+    from edge.sinks import Display, JsonlDetections, VideoFile
+    from edge.sources import SourceOptions, open_source
+    from edge.telemetry import TelemetryWriter, format_summary
+
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    model = args.model or bundled_model()
+    if model is None:
+        raise ModelError("no --model given and no bundled model in models/default.onnx")
+    session = ModelSession(
+        model,
+        SessionOptions(
+            device=args.device,
+            strict_device=args.strict_device,
+            trt_cache=args.trt_cache,
+            trt_fp16=not args.no_trt_fp16,
+            threads=args.threads,
+        ),
+    )
+    names = session.contract.names
+    post = PostprocessOptions(
+        conf=args.conf, iou=args.iou, classes=_classes(args.classes, names), max_det=args.max_det
+    )
+    max_frames = args.max_frames
+    if max_frames is None and args.duration is None and args.source == "synthetic":
+        max_frames = DEMO_FRAMES
+    options = LoopOptions(
+        max_frames=max_frames,
+        duration=args.duration,
+        imgsz=args.imgsz,
+        post=post,
+        overlay=not args.no_overlay,
+    )
+    src_opts = SourceOptions(
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        realtime=args.realtime,
+        reconnect_attempts=args.reconnect,
+        synthetic_seed=args.seed,
+    )
+    imgsz = session.input_size(args.imgsz)
+    if not args.quiet:
+        print(f"model: {session.describe()}, input {imgsz[0]}x{imgsz[1]}, {len(names)} classes")
+        if session.device.startswith("tensorrt"):
+            print(
+                "TensorRT builds an engine on first use; this can take minutes (cached with --trt-cache)"
+            )
+    warm = session.warm_up(imgsz)
+    show = has_display() if args.show is None else args.show
+    stop = threading.Event()
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open_source(args.source, src_opts))
+        sinks = []
+        if args.save:
+            sinks.append(stack.enter_context(VideoFile(args.save, source.fps)))
+        if args.jsonl:
+            sinks.append(stack.enter_context(JsonlDetections(args.jsonl, names)))
+        if show:
+            sinks.append(stack.enter_context(Display(f"edge: {args.source}")))
+        telemetry = stack.enter_context(TelemetryWriter(args.telemetry)) if args.telemetry else None
+        _install_stop(stop)
+        if not args.quiet:
+            print(
+                f"source: {source.name} ({'live' if source.live else 'in order'}), warm-up {warm * 1000:.0f} ms; "
+                + ("q in the window or " if show else "")
+                + "Ctrl-C stops"
+            )
+        result = Loop(session, source, sinks, options, telemetry, stop).run()
+        stats = source.stats
+    header = {
+        "model": session.describe(),
+        "source": f"{source.name}, stopped by {result.stopped_by}",
+    }
+    if session.fell_back:
+        header["WARNING"] = f"asked for {args.device}, ran on the CPU"
+    if stats.reconnects or stats.events:
+        header["source events"] = f"{stats.reconnects} reconnects, " + ", ".join(
+            e.kind for e in stats.events
+        )
+    if result.score is not None:
+        s = result.score
+        header["accuracy"] = (
+            f"precision {s.precision:.3f} recall {s.recall:.3f} (IoU 0.5, {s.frames} frames)"
+        )
+    print(format_summary(result.collector, header))
+    for path in (args.save, args.jsonl, args.telemetry):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+def _install_stop(stop: threading.Event) -> None:
+    """First Ctrl-C or SIGTERM asks the loop to finish the frame in hand; a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log.info("stopping (%s); again to abort", signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+__all__ = ["add_parser", "main", "bundled_model", "EdgeError"]

@@ -1,0 +1,95 @@
+"""Letterbox resize and tensor layout: from a BGR frame to the network's input, and back for boxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.contract import ModelContract
+
+PAD_VALUE = 114  # grey, as the common detectors train with
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was scaled and padded into the network input; `inverse` maps boxes back."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    src_width: int
+    src_height: int
+
+    def inverse(self, xyxy: np.ndarray) -> np.ndarray:
+        """Map xyxy boxes from network-input pixels to source-frame pixels, clipped to the frame."""
+        boxes = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+        if boxes.size == 0:
+            return boxes.copy()
+        out = (
+            boxes - np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], np.float32)
+        ) / self.scale
+        np.clip(out[:, 0::2], 0, self.src_width, out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0, self.src_height, out=out[:, 1::2])
+        return out
+
+    def forward(self, xyxy: np.ndarray) -> np.ndarray:
+        """Map xyxy boxes from source-frame pixels to network-input pixels."""
+        boxes = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+        return boxes * self.scale + np.array(
+            [self.pad_x, self.pad_y, self.pad_x, self.pad_y], np.float32
+        )
+
+
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], pad_value: int = PAD_VALUE
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize `image` to fit (height, width) keeping its aspect ratio, centred on a grey canvas."""
+    out_h, out_w = size
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"letterbox size must be positive, got {size}")
+    src_h, src_w = image.shape[:2]
+    scale = min(out_h / src_h, out_w / src_w)
+    new_w, new_h = max(int(round(src_w * scale)), 1), max(int(round(src_h * scale)), 1)
+    pad_x, pad_y = (out_w - new_w) / 2, (out_h - new_h) / 2
+    left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
+    if (new_w, new_h) != (src_w, src_h):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (new_w, new_h), interpolation=interp)
+    canvas = cv2.copyMakeBorder(
+        image,
+        top,
+        out_h - new_h - top,
+        left,
+        out_w - new_w - left,
+        cv2.BORDER_CONSTANT,
+        value=(pad_value, pad_value, pad_value),
+    )
+    # The inverse must use the integer offsets actually applied and the exact per-axis scale.
+    return canvas, Letterbox(
+        scale=float(scale), pad_x=float(left), pad_y=float(top), src_width=src_w, src_height=src_h
+    )
+
+
+def to_input(canvas_bgr: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """A letterboxed BGR uint8 canvas -> a float32 batch of one in the contract's layout and scaling."""
+    img = cv2.cvtColor(canvas_bgr, cv2.COLOR_BGR2RGB) if contract.color == "RGB" else canvas_bgr
+    x = img.astype(np.float32)
+    if contract.scale != 1.0:
+        x *= np.float32(contract.scale)
+    if any(contract.mean):
+        x -= np.asarray(contract.mean, np.float32)
+    if any(s != 1.0 for s in contract.std):
+        x /= np.asarray(contract.std, np.float32)
+    if contract.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x[None])
+
+
+def prepare(
+    image_bgr: np.ndarray, contract: ModelContract, imgsz: tuple[int, int]
+) -> tuple[np.ndarray, Letterbox]:
+    """Letterbox then lay out: the whole pre-processing stage."""
+    canvas, lb = letterbox(image_bgr, imgsz)
+    return to_input(canvas, contract), lb

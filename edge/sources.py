@@ -1,0 +1,469 @@
+"""Frame sources: camera, video file, stream URL, images and the synthetic scene.
+
+`open_source(spec, options)` picks the kind from the spec. Live sources (camera, stream, and any
+source paced with `realtime`) are read by a capture thread that keeps only the newest frame, so
+inference never works on a stale frame; frames overwritten this way are counted as dropped. A lost
+live source is reopened with bounded exponential backoff.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import SourceError
+from edge.types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTS = (
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".mov",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".ts",
+)
+URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What users ask of a source: size/FPS requests for cameras, pacing and reconnects."""
+
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    realtime: bool = False  # pace files at native FPS and drop like a live source
+    reconnect_attempts: int = 10  # per outage; 0 disables reconnecting
+    reconnect_backoff: tuple[float, float] = (0.5, 8.0)  # first and longest wait, seconds
+    synthetic_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"--{name} must be positive, got {v}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"--fps must be positive, got {self.fps}")
+        if self.reconnect_attempts < 0:
+            raise ValueError(f"--reconnect must be >= 0, got {self.reconnect_attempts}")
+
+
+@dataclass
+class SourceEvent:
+    """Something that happened to a source: an outage, a reconnect, a skipped bad frame."""
+
+    kind: str  # "lost", "reconnected", "gave_up", "bad_frame"
+    at_ns: int
+    detail: str = ""
+
+
+@dataclass
+class SourceStats:
+    read: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    bad: int = 0
+    reconnects: int = 0
+    events: list[SourceEvent] = field(default_factory=list)
+
+
+class Source:
+    """Base class: iterate for frames; use as a context manager so threads and devices are released."""
+
+    name: str = "source"
+    live: bool = False
+    fps: float | None = None
+
+    def __init__(self) -> None:
+        self.stats = SourceStats()
+
+    def frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def close(self) -> None:
+        """Release the device/thread. Safe to call twice."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- readers: a function returning the next (image, truth) or None at the end ---------------------
+
+Reader = Callable[[], "tuple[np.ndarray, Detections | None] | None"]
+
+
+class _Capture:
+    """cv2.VideoCapture with the options applied and clear errors."""
+
+    def __init__(self, target: int | str, options: SourceOptions, what: str) -> None:
+        self.target, self.options, self.what = target, options, what
+        self.cap: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        if isinstance(self.target, int):
+            cap = cv2.VideoCapture(self.target)
+        else:
+            cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{self.what} could not be opened")
+        o = self.options
+        if isinstance(self.target, int):
+            if o.width:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, o.width)
+            if o.height:
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, o.height)
+            if o.fps:
+                cap.set(cv2.CAP_PROP_FPS, o.fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # a camera's own queue adds latency
+        self.cap = cap
+
+    def read(self) -> np.ndarray | None:
+        if self.cap is None:
+            return None
+        ok, img = self.cap.read()
+        return img if ok and img is not None and img.size else None
+
+    def fps(self) -> float | None:
+        if self.cap is None:
+            return None
+        v = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        return v if 0 < v < 1000 else None
+
+    def frame_count(self) -> int:
+        return int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.cap is not None else 0
+
+    def release(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class LatestFrameSource(Source):
+    """Reads in a thread and keeps only the newest frame (counting overwritten ones as dropped).
+
+    `open_reader()` opens the underlying device and returns a Reader; `pace` (seconds between
+    frames) makes a file behave like a live source. When a read fails on a live source the device is
+    reopened with exponential backoff, up to `reconnect_attempts` times per outage.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        name: str,
+        open_reader: Callable[[], Reader],
+        options: SourceOptions,
+        pace: float | None = None,
+        reconnect: bool = True,
+        close_reader: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name, self.options, self.pace = name, options, pace
+        self._open_reader, self._close_reader = open_reader, close_reader or (lambda: None)
+        self._reconnect = reconnect
+        self._cond = threading.Condition()
+        self._slot: tuple[np.ndarray, Detections | None, int, int] | None = (
+            None  # img, truth, ns, seq
+        )
+        self._seq_taken = -1
+        self._finished = False
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._reader = open_reader()  # fails here, in the caller, if the device cannot be opened
+        self._thread = threading.Thread(target=self._run, name=f"capture:{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        seq = 0
+        next_due = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                item = self._reader()
+                if item is None:
+                    if self._reconnect and self._reopen():
+                        continue
+                    break
+                if self.pace is not None:
+                    next_due += self.pace
+                    delay = next_due - time.perf_counter()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                    else:
+                        next_due = time.perf_counter()  # behind: do not try to catch up in a burst
+                img, truth = item
+                now = time.perf_counter_ns()
+                with self._cond:
+                    if self._slot is not None and self._slot[3] > self._seq_taken:
+                        self.stats.dropped += 1
+                    self._slot = (img, truth, now, seq)
+                    self.stats.read += 1
+                    self._cond.notify_all()
+                seq += 1
+        except BaseException as exc:  # handed to the consumer instead of dying silently
+            self._error = exc
+        finally:
+            with self._cond:
+                self._finished = True
+                self._cond.notify_all()
+
+    def _reopen(self) -> bool:
+        first, longest = self.options.reconnect_backoff
+        attempts = self.options.reconnect_attempts
+        lost_at = time.perf_counter_ns()
+        self.stats.events.append(SourceEvent("lost", lost_at, self.name))
+        log.warning("%s: lost; reconnecting (up to %d attempts)", self.name, attempts)
+        wait = first
+        for attempt in range(1, attempts + 1):
+            if self._stop.wait(wait):
+                return False
+            try:
+                self._close_reader()
+                self._reader = self._open_reader()
+            except SourceError as exc:
+                log.warning("%s: reconnect %d/%d failed: %s", self.name, attempt, attempts, exc)
+                wait = min(wait * 2, longest)
+                continue
+            self.stats.reconnects += 1
+            outage_ms = (time.perf_counter_ns() - lost_at) / 1e6
+            self.stats.events.append(
+                SourceEvent("reconnected", time.perf_counter_ns(), f"after {outage_ms:.0f} ms")
+            )
+            log.warning("%s: reconnected after %.1f s", self.name, outage_ms / 1000)
+            return True
+        self.stats.events.append(
+            SourceEvent("gave_up", time.perf_counter_ns(), f"after {attempts} attempts")
+        )
+        log.error("%s: gave up after %d reconnect attempts", self.name, attempts)
+        return False
+
+    def frames(self) -> Iterator[Frame]:
+        while True:
+            with self._cond:
+                while not self._finished and (
+                    self._slot is None or self._slot[3] <= self._seq_taken
+                ):
+                    self._cond.wait(0.5)
+                if self._error is not None:
+                    raise SourceError(
+                        f"{self.name}: capture failed: {self._error}"
+                    ) from self._error
+                if self._slot is None or self._slot[3] <= self._seq_taken:
+                    return  # finished and nothing new
+                img, truth, ns, seq = self._slot
+                dropped = seq - self._seq_taken - 1
+                self._seq_taken = seq
+                self.stats.delivered += 1
+            yield Frame(img, seq, ns, self.name, truth=truth, dropped_before=max(dropped, 0))
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._close_reader()
+
+
+class SequentialSource(Source):
+    """Reads frames in order on demand: no drops, no thread (files and folders by default)."""
+
+    live = False
+
+    def __init__(
+        self, name: str, reader: Reader, fps: float | None, close: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__()
+        self.name, self.fps, self._reader, self._close = name, fps, reader, close or (lambda: None)
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            item = self._reader()
+            if item is None:
+                return
+            img, truth = item
+            self.stats.read += 1
+            self.stats.delivered += 1
+            yield Frame(img, index, time.perf_counter_ns(), self.name, truth=truth)
+            index += 1
+
+    def close(self) -> None:
+        self._close()
+
+
+# --- kinds ---------------------------------------------------------------------------------------
+
+
+def _synthetic(spec: str, options: SourceOptions) -> Source:
+    from edge.synthetic import SyntheticScene
+
+    w, h = options.width or 640, options.height or 480
+    fps = options.fps or 30.0
+    scene = SyntheticScene(w, h, seed=options.synthetic_seed, fps=fps)
+    counter = iter(range(1 << 62))
+
+    def read() -> tuple[np.ndarray, Detections | None]:
+        f = scene.frame(next(counter))
+        truth = Detections(f.boxes, np.ones(len(f.boxes), np.float32), f.class_ids, f.track_ids)
+        return f.image, truth
+
+    if options.realtime:
+        src: Source = LatestFrameSource(
+            "synthetic", lambda: read, options, pace=1.0 / fps, reconnect=False
+        )
+    else:
+        src = SequentialSource("synthetic", read, fps)
+    src.fps = fps
+    return src
+
+
+def _video_file(path: Path, options: SourceOptions) -> Source:
+    cap = _Capture(str(path), options, f"video {path}")
+    try:
+        cap.open()
+    except SourceError:
+        raise SourceError(
+            f"video {path}: could not be opened (corrupt or unsupported format?)"
+        ) from None
+    first = cap.read()
+    if first is None:
+        cap.release()
+        raise SourceError(f"video {path}: no readable frames (empty or corrupt file)")
+    fps = cap.fps()
+    pending = [first]
+
+    def read() -> tuple[np.ndarray, None] | None:
+        img = pending.pop() if pending else cap.read()
+        return None if img is None else (img, None)
+
+    if options.realtime:
+        src: Source = LatestFrameSource(
+            f"video {path.name}",
+            lambda: read,
+            options,
+            pace=1.0 / (fps or 30.0),
+            reconnect=False,
+            close_reader=cap.release,
+        )
+    else:
+        src = SequentialSource(f"video {path.name}", read, fps, close=cap.release)
+    src.fps = fps
+    return src
+
+
+def _live_capture(target: int | str, what: str, options: SourceOptions) -> Source:
+    cap = _Capture(target, options, what)
+
+    def open_reader() -> Reader:
+        cap.open()
+        if isinstance(target, int):
+            # Some drivers open an index that has no device and only fail at the first read.
+            probe = cap.read()
+            if probe is None:
+                cap.release()
+                raise SourceError(f"{what} opened but delivers no frames")
+            pending = [probe]
+        else:
+            pending = []
+
+        def read() -> tuple[np.ndarray, None] | None:
+            img = pending.pop() if pending else cap.read()
+            return None if img is None else (img, None)
+
+        return read
+
+    try:
+        src = LatestFrameSource(
+            what,
+            open_reader,
+            options,
+            reconnect=options.reconnect_attempts > 0,
+            close_reader=cap.release,
+        )
+    except SourceError as exc:
+        hint = " (does that camera exist? try `edge info`)" if isinstance(target, int) else ""
+        raise SourceError(f"{exc}{hint}") from None
+    src.fps = cap.fps() or options.fps
+    return src
+
+
+def _images(paths: list[Path], name: str) -> Source:
+    it = iter(paths)
+    skipped = [0]
+
+    def read() -> tuple[np.ndarray, None] | None:
+        for p in it:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is not None and img.size:
+                return img, None
+            skipped[0] += 1
+            log.warning("%s: unreadable image skipped", p)
+        return None
+
+    src = SequentialSource(name, read, None)
+    src.image_paths = paths  # type: ignore[attr-defined]
+    return src
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def open_source(spec: str, options: SourceOptions | None = None) -> Source:
+    """Open `spec`: "synthetic", a camera index ("0"), a URL, a video, an image, a folder or a glob.
+
+    Raises:
+        SourceError: the source does not exist or cannot be opened/read.
+        ValueError: the options are invalid.
+    """
+    options = options or SourceOptions()
+    spec = spec.strip()
+    if not spec:
+        raise SourceError("--source is empty")
+    if spec == "synthetic":
+        return _synthetic(spec, options)
+    if spec.isdigit():
+        return _live_capture(int(spec), f"camera {spec}", options)
+    if spec.lower().startswith(URL_PREFIXES):
+        return _live_capture(spec, f"stream {spec}", options)
+    if any(ch in spec for ch in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_EXTS)
+        if not paths:
+            raise SourceError(f"--source {spec}: no images match this pattern")
+        return _images(paths, spec)
+    path = Path(spec)
+    if path.is_dir():
+        paths = list_images(path)
+        if not paths:
+            raise SourceError(f"--source {spec}: folder has no images ({', '.join(IMAGE_EXTS)})")
+        return _images(paths, path.name or spec)
+    if not path.exists():
+        raise SourceError(f"--source {spec}: no such file, folder, camera index or URL")
+    if path.suffix.lower() in IMAGE_EXTS:
+        if cv2.imread(str(path)) is None:
+            raise SourceError(f"--source {spec}: unreadable image")
+        return _images([path], path.name)
+    return _video_file(path, options)

@@ -1,0 +1,229 @@
+"""Per-frame, per-stage timing: records, writers (JSONL/CSV), rolling stats and the end summary.
+
+All times come from `time.perf_counter_ns()` (monotonic); a frame's latency is measured from the
+moment its source captured it, not from when the loop noticed it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from array import array
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("wait", "preprocess", "inference", "postprocess", "render", "sink")
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """What happened to one frame. Times in milliseconds; `t_ms` is capture time since the run began."""
+
+    frame: int
+    source: str
+    t_ms: float
+    wait_ms: float
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+    render_ms: float
+    sink_ms: float
+    age_ms: float  # capture -> inference start: how stale the frame was when inference began
+    latency_ms: float  # capture -> detections ready
+    total_ms: float  # capture -> shown/written
+    dropped: int  # frames the source skipped so far
+    detections: int
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(FrameRecord))
+_NUMERIC = tuple(n for n in RECORD_FIELDS if n.endswith("_ms"))
+
+
+class TelemetryWriter:
+    """Streams records to JSONL or CSV (chosen by extension); flushed every second and on close.
+
+    The file is written under a temporary name and renamed on close, so a reader never sees a
+    half-written file; on an interrupted run whatever was flushed is still renamed into place.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if ext not in (".jsonl", ".json", ".csv"):
+            raise ValueError(f"--telemetry {path}: use a .jsonl or .csv file name")
+        if not self.path.parent.exists():
+            raise ValueError(f"--telemetry {path}: folder {self.path.parent} does not exist")
+        self._csv = ext == ".csv"
+        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        self._fh: io.TextIOWrapper | None = open(self._tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._writer = csv.DictWriter(self._fh, fieldnames=RECORD_FIELDS) if self._csv else None
+        if self._writer is not None:
+            self._writer.writeheader()
+        self._last_flush = time.monotonic()
+
+    def write(self, record: FrameRecord) -> None:
+        if self._fh is None:
+            return
+        row = asdict(record)
+        for k in _NUMERIC:
+            row[k] = round(row[k], 3)
+        if self._writer is not None:
+            self._writer.writerow(row)
+        else:
+            self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+        if time.monotonic() - self._last_flush > 1.0:
+            self._fh.flush()
+            self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if self._fh is None:
+            return
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+        os.replace(self._tmp, self.path)
+
+    def __enter__(self) -> TelemetryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(path: str | Path) -> list[dict[str, float | str]]:
+    """Read a telemetry file written by TelemetryWriter (JSONL or CSV)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"telemetry file {p}: no such file")
+    text = p.read_text(encoding="utf-8")
+    rows: list[dict[str, float | str]] = []
+    try:
+        if p.suffix.lower() == ".csv":
+            for row in csv.DictReader(io.StringIO(text)):
+                rows.append({k: (v if k == "source" else float(v)) for k, v in row.items()})
+        else:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"telemetry file {p}: not edge telemetry ({exc})") from None
+    if not rows or "inference_ms" not in rows[0]:
+        raise ValueError(f"telemetry file {p}: no frame records")
+    return rows
+
+
+class Rolling:
+    """FPS and latency over the last second or so, for the on-screen overlay."""
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        self.window_ns = int(window_s * 1e9)
+        self._ends: deque[int] = deque()
+        self._lat: deque[float] = deque(maxlen=30)
+
+    def add(self, end_ns: int, latency_ms: float) -> None:
+        self._ends.append(end_ns)
+        while self._ends and end_ns - self._ends[0] > self.window_ns:
+            self._ends.popleft()
+        self._lat.append(latency_ms)
+
+    @property
+    def fps(self) -> float:
+        if len(self._ends) < 2:
+            return 0.0
+        span = (self._ends[-1] - self._ends[0]) / 1e9
+        return (len(self._ends) - 1) / span if span > 0 else 0.0
+
+    @property
+    def latency_ms(self) -> float:
+        return float(np.mean(self._lat)) if self._lat else 0.0
+
+
+@dataclass(frozen=True)
+class StageStats:
+    count: int
+    mean: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+class Collector:
+    """Keeps every frame's stage times in compact arrays (flat memory on long runs) for the summary."""
+
+    COLUMNS = (
+        "wait_ms",
+        "preprocess_ms",
+        "inference_ms",
+        "postprocess_ms",
+        "render_ms",
+        "sink_ms",
+        "age_ms",
+        "latency_ms",
+        "total_ms",
+    )
+
+    def __init__(self) -> None:
+        self._cols = {c: array("f") for c in self.COLUMNS}
+        self.frames = 0
+        self.dropped = 0
+        self.detections = 0
+        self.started_ns = time.perf_counter_ns()
+        self.ended_ns = self.started_ns
+
+    def add(self, record: FrameRecord) -> None:
+        for c in self.COLUMNS:
+            self._cols[c].append(getattr(record, c))
+        self.frames += 1
+        self.dropped = record.dropped
+        self.detections += record.detections
+        self.ended_ns = time.perf_counter_ns()
+
+    def column(self, name: str) -> np.ndarray:
+        return np.frombuffer(self._cols[name], dtype=np.float32)
+
+    def stats(self, name: str, last: int | None = None, first: int | None = None) -> StageStats:
+        v = self.column(name).astype(np.float64)
+        if first is not None:
+            v = v[:first]
+        if last is not None:
+            v = v[-last:]
+        if v.size == 0:
+            return StageStats(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+        p50, p95, p99 = np.percentile(v, [50, 95, 99])
+        return StageStats(
+            int(v.size), float(v.mean()), float(p50), float(p95), float(p99), float(v.max())
+        )
+
+    @property
+    def wall_s(self) -> float:
+        return (self.ended_ns - self.started_ns) / 1e9
+
+    @property
+    def throughput(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def format_summary(c: Collector, header: dict[str, str]) -> str:
+    """A plain-text table: per-stage count/mean/p50/p95/p99/max, then throughput, drops and more."""
+    lines = [f"{k}: {v}" for k, v in header.items()]
+    lines.append(
+        f"{'stage (ms)':<14}{'count':>7}{'mean':>9}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"
+    )
+    for col in Collector.COLUMNS:
+        s = c.stats(col)
+        label = col[:-3]
+        lines.append(
+            f"{label:<14}{s.count:>7}{s.mean:>9.2f}{s.p50:>9.2f}{s.p95:>9.2f}{s.p99:>9.2f}{s.max:>9.2f}"
+        )
+    lines.append(
+        f"frames: {c.frames}  wall: {c.wall_s:.2f} s  throughput: {c.throughput:.1f} FPS  "
+        f"dropped: {c.dropped}  detections: {c.detections}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Small ONNX detectors built with onnx.helper for runtime tests (no TensorFlow needed).
+
+`fixed_detector` returns the given raw outputs whatever the image (plus 0 x the image mean, so the
+graph really reads its input); `slow` adds matrix products so inference takes measurable time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edge.contract import XYXY_SCORES, YOLOV8, ModelContract
+
+
+def fixed_detector(
+    path: Path,
+    names: tuple[str, ...] = ("a", "b"),
+    imgsz: tuple[int, int] = (64, 64),
+    boxes: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    output_format: str = XYXY_SCORES,
+    layout: str = "NHWC",
+    dynamic: bool = False,
+    slow: int = 0,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write an ONNX model whose decoded outputs are `boxes` (N,4 xyxy) and `scores` (N,C)."""
+    nc = len(names)
+    if output_format == YOLOV8:
+        layout = "NCHW"  # as Ultralytics exports
+    if boxes is None:
+        boxes = np.array([[8, 8, 24, 24], [30, 30, 60, 50]], np.float32)
+    if scores is None:
+        scores = np.eye(len(boxes), nc, dtype=np.float32) * 0.9
+    boxes = np.asarray(boxes, np.float32)
+    scores = np.asarray(scores, np.float32)
+    h, w = imgsz
+    dims = ["h", "w"] if dynamic else [h, w]
+    shape = [1, 3, *dims] if layout == "NCHW" else [1, *dims, 3]
+    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["z"]),
+    ]
+    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero")]
+    last = "z"
+    for i in range(slow):  # busy work whose result is multiplied by zero
+        inits.append(numpy_helper.from_array(np.full((384, 384), 1e-3, np.float32), f"m{i}"))
+        if i == 0:  # depends on the image, so it cannot be folded away at load time
+            nodes.append(helper.make_node("Add", ["m0", "mean"], ["m0x"]))
+        src = "m0x" if i == 0 else f"p{i - 1}"
+        nodes.append(helper.make_node("MatMul", [src, f"m{i}"], [f"p{i}"]))
+    if slow:
+        nodes += [
+            helper.make_node("ReduceSum", [f"p{slow - 1}"], ["ps"], keepdims=0),
+            helper.make_node("Mul", ["ps", "zero"], ["pz"]),
+            helper.make_node("Add", ["z", "pz"], ["z2"]),
+        ]
+        last = "z2"
+    if output_format == XYXY_SCORES:
+        inits += [
+            numpy_helper.from_array(boxes[None], "cb"),
+            numpy_helper.from_array(scores[None], "cs"),
+        ]
+        nodes += [
+            helper.make_node("Add", ["cb", last], ["boxes"]),
+            helper.make_node("Add", ["cs", last], ["scores"]),
+        ]
+        outs = [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, len(boxes), 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, len(boxes), nc]),
+        ]
+    else:
+        cxcywh = np.concatenate(
+            [(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], axis=1
+        )
+        raw = np.concatenate([cxcywh, scores], axis=1).T[None]  # [1, 4 + nc, N]
+        inits.append(numpy_helper.from_array(raw.astype(np.float32), "craw"))
+        nodes.append(helper.make_node("Add", ["craw", last], ["output0"]))
+        outs = [
+            helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + nc, len(boxes)])
+        ]
+    graph = helper.make_graph(nodes, "fixed", [inp], outs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata is None:
+        if output_format == YOLOV8:
+            metadata = {
+                "author": "Ultralytics",
+                "task": "detect",
+                "stride": "32",
+                "names": repr(dict(enumerate(names))),
+                "imgsz": repr([h, w]),
+            }
+        else:
+            metadata = ModelContract(
+                names=names, imgsz=(0, 0) if dynamic else imgsz, layout=layout
+            ).to_metadata()
+    for k, v in metadata.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
