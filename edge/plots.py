@@ -86,7 +86,7 @@ def draw_boxes(
     thick = max(1, round(max(out.shape[:2]) / 400))
     for box, cls, score in zip(boxes.xyxy, boxes.class_id, boxes.score, strict=True):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_8)  # crisp
         name = names[cls] if 0 <= cls < len(names) else str(int(cls))
         label = f"{name} {score:.2f}" if show_score else name
         scale = 0.4 * thick

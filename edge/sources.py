@@ -122,10 +122,19 @@ class _Capture:
         self.cap: cv2.VideoCapture | None = None
 
     def open(self) -> None:
-        if isinstance(self.target, int):
-            cap = cv2.VideoCapture(self.target)
-        else:
-            cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+        # OpenCV prints each backend it tries to stderr; we report the outcome in one line instead.
+        quiet = not log.isEnabledFor(logging.DEBUG)
+        previous = cv2.utils.logging.getLogLevel() if quiet else None
+        if quiet:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            if isinstance(self.target, int):
+                cap = cv2.VideoCapture(self.target)
+            else:
+                cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+        finally:
+            if previous is not None:
+                cv2.utils.logging.setLogLevel(previous)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{self.what} could not be opened")

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import SourceError
+from edge.sources import LatestFrameSource, SourceOptions, open_source
+
+
+def write_video(path: Path, n: int, size=(64, 48), fps=30.0) -> Path:
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(n):
+        img = np.full((size[1], size[0], 3), i * 10 % 255, np.uint8)
+        cv2.putText(img, str(i), (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+        w.write(img)
+    w.release()
+    return path
+
+
+def write_images(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i:02d}.png"
+        cv2.imwrite(str(p), np.full((20, 30, 3), i, np.uint8))
+        paths.append(p)
+    return paths
+
+
+def test_video_file_reads_every_frame_in_order(tmp_path):
+    video = write_video(tmp_path / "v.avi", 25)
+    with open_source(str(video)) as src:
+        frames = list(src)
+    assert [f.index for f in frames] == list(range(25))
+    assert src.fps == pytest.approx(30.0) and not src.live and src.stats.dropped == 0
+    assert all(f.captured_ns > 0 for f in frames)
+    assert frames[0].captured_ns < frames[-1].captured_ns
+
+
+def test_image_folder_glob_and_single(tmp_path):
+    paths = write_images(tmp_path / "imgs", 4)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    with open_source(str(tmp_path / "imgs")) as src:
+        assert len(list(src)) == 4
+    with open_source(str(tmp_path / "imgs" / "img0[12].png")) as src:
+        assert len(list(src)) == 2
+    with open_source(str(paths[3])) as src:
+        (frame,) = list(src)
+    assert frame.image[0, 0, 0] == 3
+
+
+def test_corrupt_image_in_folder_is_skipped(tmp_path):
+    write_images(tmp_path / "imgs", 3)
+    (tmp_path / "imgs" / "img01.png").write_bytes(b"garbage")
+    with open_source(str(tmp_path / "imgs")) as src:
+        assert len(list(src)) == 2
+
+
+def test_synthetic_source_carries_truth():
+    with open_source("synthetic", SourceOptions(width=160, height=120)) as src:
+        frames = [f for _, f in zip(range(3), src, strict=False)]
+    assert frames[0].image.shape == (120, 160, 3)
+    assert frames[0].truth is not None and len(frames[0].truth) > 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("", "empty"),
+        ("does/not/exist.mp4", "no such file"),
+        ("99", "camera 99"),
+        ("*.nothing-matches-*.png", "no images match"),
+    ],
+)
+def test_unopenable_sources(spec, match):
+    with pytest.raises(SourceError, match=match):
+        open_source(spec, SourceOptions(reconnect_attempts=0))
+
+
+def test_empty_folder_and_corrupt_video(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="folder has no images"):
+        open_source(str(tmp_path / "empty"))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    with pytest.raises(SourceError, match="bad.mp4"):
+        open_source(str(bad))
+
+
+def test_latest_frame_drops_stale_frames_under_a_slow_consumer():
+    # A 200 FPS paced synthetic source and a consumer that takes 30 ms a frame:
+    # every delivered frame must be fresh, and the skipped ones counted.
+    opts = SourceOptions(width=64, height=48, fps=200.0, realtime=True)
+    ages = []
+    with open_source("synthetic", opts) as src:
+        assert src.live
+        for i, frame in enumerate(src):
+            ages.append((time.perf_counter_ns() - frame.captured_ns) / 1e6)
+            time.sleep(0.03)
+            if i == 15:
+                break
+        dropped = src.stats.dropped
+    assert dropped >= 15 * 2  # ~5 frames arrive per 30 ms; at least 2 a frame are skipped
+    # A frame is at most one frame interval (5 ms) plus scheduling slack old when handed over.
+    assert np.median(ages[1:]) < 15.0
+
+
+def test_live_source_reconnects_with_backoff():
+    opened = {"n": 0}
+
+    def open_reader():
+        opened["n"] += 1
+        if opened["n"] == 2:  # the first reconnect attempt fails
+            raise SourceError("still down")
+        count = iter(range(5))
+
+        def read():
+            i = next(count, None)
+            return None if i is None else (np.zeros((8, 8, 3), np.uint8), None)
+
+        return read
+
+    opts = SourceOptions(reconnect_attempts=3, reconnect_backoff=(0.01, 0.02))
+    src = LatestFrameSource("fake", open_reader, opts)
+    got = 0
+    with src:
+        for _ in src:
+            got += 1
+            time.sleep(0.002)
+            if src.stats.reconnects >= 2 and got >= 3:
+                break
+    kinds = [e.kind for e in src.stats.events]
+    assert src.stats.reconnects >= 2 and opened["n"] >= 4
+    assert kinds[:2] == ["lost", "reconnected"]
+
+
+def test_live_source_gives_up_after_bounded_attempts():
+    calls = {"n": 0}
+
+    def open_reader():
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise SourceError("down")
+        return lambda: None  # delivers nothing: lost at once
+
+    src = LatestFrameSource(
+        "fake", open_reader, SourceOptions(reconnect_attempts=2, reconnect_backoff=(0.01, 0.01))
+    )
+    with src:
+        assert list(src) == []
+    assert calls["n"] == 3 and [e.kind for e in src.stats.events] == ["lost", "gave_up"]
+
+
+def test_capture_thread_error_reaches_the_consumer():
+    def open_reader():
+        def read():
+            raise RuntimeError("driver exploded")
+
+        return read
+
+    src = LatestFrameSource("fake", open_reader, SourceOptions(reconnect_attempts=0))
+    with src, pytest.raises(SourceError, match="driver exploded"):
+        list(src)
