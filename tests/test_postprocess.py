@@ -91,4 +91,4 @@ def test_postprocess_maps_back_to_frame():
     d = postprocess(outs, OURS, lb, PostprocessOptions())
     np.testing.assert_allclose(d.xyxy, [[100, 100, 200, 200]])
     assert d.class_id.tolist() == [1]
-    assert XYXY_SCORES == OURS.output_format
+    assert OURS.output_format == XYXY_SCORES
