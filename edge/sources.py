@@ -419,16 +419,45 @@ def _live_capture(target: int | str, what: str, options: SourceOptions) -> Sourc
     return src
 
 
+def yolo_label_path(image: Path) -> Path | None:
+    """The YOLO label file of an image in an `images/` folder (`.../labels/<same path>.txt`)."""
+    parts = image.parts
+    if "images" not in parts:
+        return None
+    i = len(parts) - 1 - parts[::-1].index("images")
+    return Path(*parts[:i], "labels", *parts[i + 1 :]).with_suffix(".txt")
+
+
+def read_yolo_truth(label: Path, width: int, height: int) -> Detections | None:
+    """Ground truth from a YOLO label file (class cx cy w h, normalised); None if unreadable."""
+    try:
+        rows = [
+            line.split() for line in label.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+        vals = np.array(
+            [[float(v) for v in r[:5]] for r in rows if len(r) >= 5], np.float64
+        ).reshape(-1, 5)
+    except (OSError, ValueError, UnicodeDecodeError):
+        log.warning("%s: unreadable label file ignored", label)
+        return None
+    cx, cy, w, h = vals[:, 1] * width, vals[:, 2] * height, vals[:, 3] * width, vals[:, 4] * height
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return Detections(boxes, np.ones(len(vals), np.float32), vals[:, 0].astype(np.int64))
+
+
 def _images(paths: list[Path], name: str) -> Source:
     it = iter(paths)
-    skipped = [0]
 
-    def read() -> tuple[np.ndarray, None] | None:
+    def read() -> tuple[np.ndarray, Detections | None] | None:
         for p in it:
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is not None and img.size:
-                return img, None
-            skipped[0] += 1
+                label = yolo_label_path(p)
+                truth = None
+                if label is not None and label.is_file():
+                    truth = read_yolo_truth(label, img.shape[1], img.shape[0])
+                return img, truth
+            src.stats.bad += 1
             log.warning("%s: unreadable image skipped", p)
         return None
 

@@ -22,7 +22,7 @@ def write_video(path: Path, n: int, size=(64, 48), fps=30.0) -> Path:
 
 
 def write_images(folder: Path, n: int) -> list[Path]:
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         p = folder / f"img{i:02d}.png"
@@ -165,3 +165,16 @@ def test_capture_thread_error_reaches_the_consumer():
     src = LatestFrameSource("fake", open_reader, SourceOptions(reconnect_attempts=0))
     with src, pytest.raises(SourceError, match="driver exploded"):
         list(src)
+
+
+def test_labelled_image_folder_carries_yolo_truth(tmp_path):
+    images = tmp_path / "ds" / "images" / "val"
+    write_images(images, 2)
+    labels = tmp_path / "ds" / "labels" / "val"
+    labels.mkdir(parents=True)
+    (labels / "img00.txt").write_text("1 0.5 0.5 0.2 0.4\n")  # 30x20 image: box (12, 6)-(18, 14)
+    with open_source(str(images)) as src:
+        frames = list(src)
+    np.testing.assert_allclose(frames[0].truth.xyxy, [[12, 6, 18, 14]], atol=1e-5)
+    assert frames[0].truth.class_id.tolist() == [1]
+    assert frames[1].truth is None  # no label file: no ground truth
