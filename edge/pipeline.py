@@ -1,34 +1,51 @@
-"""The detection loop: source -> preprocess -> session -> postprocess -> sinks, every stage timed."""
+"""The detection loop: source -> preprocess -> session -> postprocess -> sinks, every stage timed.
+
+Inference runs in the calling thread; everything else overlaps with it. For files and folders a
+reader thread decodes and letterboxes the next frames while the model runs. For live sources the
+frame is taken and prepared just before inference (a prefetched live frame would only be older).
+A finishing thread post-processes, draws and writes the previous frame. Queues are short and
+bounded, so memory stays flat and a slow sink slows the loop instead of piling up frames.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from edge.accuracy import LiveScore
 from edge.annotate import draw
 from edge.postprocess import PostprocessOptions, postprocess
-from edge.preprocess import prepare
+from edge.preprocess import Letterbox, prepare
 from edge.session import ModelSession
 from edge.sinks import Sink
 from edge.sources import Source
 from edge.telemetry import Collector, FrameRecord, Rolling, TelemetryWriter
+from edge.types import Frame
 
 log = logging.getLogger(__name__)
+
+_END = object()  # queue sentinel
 
 
 @dataclass(frozen=True)
 class LoopOptions:
-    """When to stop and what to draw. `max_frames`/`duration` of None mean no limit."""
+    """When to stop and what to draw. `max_frames`/`duration` of None mean no limit.
+
+    `overlap` runs reading/pre-processing and post-processing/sinks in threads beside inference.
+    """
 
     max_frames: int | None = None
     duration: float | None = None
     imgsz: tuple[int, int] | None = None
     post: PostprocessOptions = field(default_factory=PostprocessOptions)
     overlay: bool = True
+    overlap: bool = True
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
@@ -46,15 +63,48 @@ class LoopResult:
     stopped_by: str  # "end", "max_frames", "duration", "signal", "sink"
 
 
+@dataclass
+class _Prepared:
+    frame: Frame
+    tensor: np.ndarray
+    letterbox: Letterbox
+    wait_ns: int
+    prep_ns: int
+    ready_ns: int = 0
+
+
+@dataclass
+class _Inferred:
+    item: _Prepared
+    outputs: list[np.ndarray]
+    inf_start: int
+    inf_end: int
+
+
 def _ms(ns: int) -> float:
     return ns / 1e6
+
+
+class _Worker(threading.Thread):
+    """A thread whose exception is handed to the loop instead of being lost."""
+
+    def __init__(self, name: str, target: object) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()  # type: ignore[operator]
+        except BaseException as exc:
+            self.error = exc
 
 
 class Loop:
     """Runs a model over a source into sinks, recording a FrameRecord per frame.
 
-    `stop` (a threading.Event) ends the loop after the frame in hand: set it from a signal handler
-    and every sink still closes properly.
+    `stop` (a threading.Event) ends the loop after the frames in flight: set it from a signal
+    handler and every sink still closes properly.
     """
 
     def __init__(
@@ -72,78 +122,166 @@ class Loop:
         self.stop = stop or threading.Event()
         self.imgsz = session.input_size(self.options.imgsz)
         self.rolling = Rolling()
+        self._need_image = any(getattr(s, "needs_image", True) for s in self.sinks)
+        self._collector = Collector()
+        self._score: LiveScore | None = None
+        self._t0: int | None = None
+        self._sink_stop = threading.Event()
+        self._halt = threading.Event()  # tells the prefetcher to quit
+
+    # --- stage 1: frames in, tensors out -------------------------------------------------------
+
+    def _prepared(self) -> Iterator[_Prepared]:
+        contract = self.session.contract
+        frames = iter(self.source)
+        while True:
+            wait_start = time.perf_counter_ns()
+            frame = next(frames, None)
+            if frame is None:
+                return
+            got = time.perf_counter_ns()
+            tensor, lb = prepare(frame.image, contract, self.imgsz)
+            yield _Prepared(frame, tensor, lb, got - wait_start, time.perf_counter_ns() - got)
+
+    def _prefetch(self, out: queue.Queue) -> None:
+        try:
+            for item in self._prepared():
+                item.ready_ns = time.perf_counter_ns()
+                while not self._halt.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._halt.is_set():
+                    return
+        finally:
+            try:
+                out.put(_END, timeout=1)
+            except queue.Full:
+                pass  # the loop has stopped reading
+
+    # --- stage 3: outputs in, results out ------------------------------------------------------
+
+    def _finish(self, done: _Inferred) -> bool:
+        o, contract = self.options, self.session.contract
+        item, frame = done.item, done.item.frame
+        t_post = time.perf_counter_ns()
+        dets = postprocess(done.outputs, contract, item.letterbox, o.post)
+        post_end = time.perf_counter_ns()
+        if frame.truth is not None:
+            self._score = self._score or LiveScore()
+            self._score.add(dets, frame.truth)
+        annotated = None
+        if self._need_image:
+            overlay = self._overlay() if o.overlay else ()
+            annotated = draw(frame.image, dets, contract.names, overlay)
+        render_end = time.perf_counter_ns()
+        keep_going = all([sink.write(frame, dets, annotated) for sink in self.sinks])
+        end = time.perf_counter_ns()
+        if self._t0 is None:
+            self._t0 = frame.captured_ns
+        # Post-processing starts when the finishing thread picks the frame up; the queue wait in
+        # between is part of the latency, as a user would see it.
+        record = FrameRecord(
+            frame=frame.index,
+            source=frame.source_id,
+            t_ms=_ms(frame.captured_ns - self._t0),
+            wait_ms=_ms(item.wait_ns),
+            preprocess_ms=_ms(item.prep_ns),
+            inference_ms=_ms(done.inf_end - done.inf_start),
+            postprocess_ms=_ms(post_end - t_post),
+            render_ms=_ms(render_end - post_end),
+            sink_ms=_ms(end - render_end),
+            age_ms=_ms(done.inf_start - frame.captured_ns),
+            latency_ms=_ms(post_end - frame.captured_ns),
+            total_ms=_ms(end - frame.captured_ns),
+            dropped=self.source.stats.dropped,
+            detections=len(dets),
+        )
+        self._collector.add(record)
+        self.rolling.add(end, record.latency_ms)
+        if self.telemetry is not None:
+            self.telemetry.write(record)
+        return keep_going
+
+    def _finisher(self, inbox: queue.Queue) -> None:
+        while True:
+            done = inbox.get()
+            if done is _END:
+                return
+            if not self._finish(done):
+                self._sink_stop.set()
+
+    # --- the loop ------------------------------------------------------------------------------
 
     def run(self) -> LoopResult:
-        o, contract, names = self.options, self.session.contract, self.session.contract.names
-        need_image = any(getattr(s, "needs_image", True) for s in self.sinks)
-        collector = Collector()
-        score: LiveScore | None = None
-        stopped_by = "end"
+        o = self.options
         deadline = None if o.duration is None else time.perf_counter_ns() + int(o.duration * 1e9)
-        t0: int | None = None
-        wait_start = time.perf_counter_ns()
-        for frame in self.source:
-            got = time.perf_counter_ns()
-            if t0 is None:
-                t0 = frame.captured_ns
-            tensor, lb = prepare(frame.image, contract, self.imgsz)
-            inf_start = time.perf_counter_ns()
-            outputs = self.session.run(tensor)
-            inf_end = time.perf_counter_ns()
-            dets = postprocess(outputs, contract, lb, o.post)
-            post_end = time.perf_counter_ns()
-            if frame.truth is not None:
-                score = score or LiveScore()
-                score.add(dets, frame.truth)
-            annotated = None
-            if need_image:
-                annotated = draw(
-                    frame.image, dets, names, self._overlay(score) if o.overlay else ()
-                )
-            render_end = time.perf_counter_ns()
-            keep_going = all([sink.write(frame, dets, annotated) for sink in self.sinks])
-            end = time.perf_counter_ns()
-            record = FrameRecord(
-                frame=frame.index,
-                source=frame.source_id,
-                t_ms=_ms(frame.captured_ns - t0),
-                wait_ms=_ms(got - wait_start),
-                preprocess_ms=_ms(inf_start - got),
-                inference_ms=_ms(inf_end - inf_start),
-                postprocess_ms=_ms(post_end - inf_end),
-                render_ms=_ms(render_end - post_end),
-                sink_ms=_ms(end - render_end),
-                age_ms=_ms(inf_start - frame.captured_ns),
-                latency_ms=_ms(post_end - frame.captured_ns),
-                total_ms=_ms(end - frame.captured_ns),
-                dropped=self.source.stats.dropped,
-                detections=len(dets),
-            )
-            collector.add(record)
-            self.rolling.add(end, record.latency_ms)
-            if self.telemetry is not None:
-                self.telemetry.write(record)
-            if not keep_going:
-                stopped_by = "sink"
-                break
-            if self.stop.is_set():
-                stopped_by = "signal"
-                break
-            if o.max_frames is not None and collector.frames >= o.max_frames:
-                stopped_by = "max_frames"
-                break
-            if deadline is not None and end >= deadline:
-                stopped_by = "duration"
-                break
-            wait_start = time.perf_counter_ns()
-        return LoopResult(collector, score, stopped_by)
+        workers: list[_Worker] = []
+        if o.overlap and not self.source.live:
+            ready: queue.Queue = queue.Queue(maxsize=2)
+            workers.append(_Worker("prefetch", lambda: self._prefetch(ready)))
+            items = iter(ready.get, _END)
+        else:
+            items = self._prepared()
+        finish_q: queue.Queue | None = queue.Queue(maxsize=2) if o.overlap else None
+        if finish_q is not None:
+            workers.append(_Worker("finish", lambda: self._finisher(finish_q)))
+        for w in workers:
+            w.start()
+        submitted = 0
+        stopped_by = "end"
+        try:
+            for item in items:
+                inf_start = time.perf_counter_ns()
+                outputs = self.session.run(item.tensor)
+                done = _Inferred(item, outputs, inf_start, time.perf_counter_ns())
+                submitted += 1
+                if finish_q is not None:
+                    self._put(finish_q, done, workers)
+                elif not self._finish(done):
+                    self._sink_stop.set()
+                if self._sink_stop.is_set():
+                    stopped_by = "sink"
+                elif self.stop.is_set():
+                    stopped_by = "signal"
+                elif o.max_frames is not None and submitted >= o.max_frames:
+                    stopped_by = "max_frames"
+                elif deadline is not None and time.perf_counter_ns() >= deadline:
+                    stopped_by = "duration"
+                if stopped_by != "end":
+                    break
+        finally:
+            self._halt.set()
+            if finish_q is not None:
+                finish_q.put(_END)
+            for w in workers:
+                w.join(timeout=30)
+            self._drain(workers)
+        return LoopResult(self._collector, self._score, stopped_by)
 
-    def _overlay(self, score: LiveScore | None) -> list[str]:
+    def _put(self, q: queue.Queue, item: object, workers: list[_Worker]) -> None:
+        while True:
+            try:
+                q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                self._drain(workers)
+
+    @staticmethod
+    def _drain(workers: list[_Worker]) -> None:
+        for w in workers:
+            if w.error is not None:
+                raise w.error
+
+    def _overlay(self) -> list[str]:
         lines = [
-            f"{self.rolling.fps:5.1f} FPS  {self.rolling.latency_ms:5.1f} ms  {self.session.device}",
+            f"{self.rolling.fps:5.1f} FPS  {self.rolling.latency_ms:5.1f} ms  {self.session.device}"
         ]
         if self.source.stats.dropped:
             lines.append(f"dropped {self.source.stats.dropped}")
+        score = self._score
         if score is not None and score.frames:
             lines.append(f"P {score.precision:.2f}  R {score.recall:.2f}")
         return lines

@@ -1,0 +1,77 @@
+"""`edge bench`: model latency per provider and precision (and Keras beside ONNX Runtime)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge.cli.run import _imgsz, _positive_int
+from edge.errors import ModelError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="latency p50/p95/p99 and throughput of a model per provider and precision",
+        description="Warm up, then time single-frame inference. For an .onnx model: each device whose "
+        "provider really starts, and the -fp16/-int8 variants beside it. For a .keras model: Keras "
+        "predict, a compiled call, and ONNX Runtime on its export.",
+    )
+    p.add_argument("--model", type=Path, required=True, help=".onnx or .keras model")
+    p.add_argument(
+        "--device",
+        default="all",
+        choices=("all", "cpu", "cuda", "tensorrt"),
+        help="providers to time (default: all that start)",
+    )
+    p.add_argument("--imgsz", type=_imgsz, help="input size N or HxW (dynamic models)")
+    p.add_argument(
+        "--runs", type=_positive_int, default=100, help="timed runs per case (default 100)"
+    )
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)"
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="write a bar chart")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from edge import bench
+
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    for flag, path, ext in (("--json", args.json, None), ("--plot", args.plot, ".png")):
+        if path is not None and not path.parent.exists():
+            raise ValueError(f"{flag} {path}: folder {path.parent} does not exist")
+        if path is not None and ext and path.suffix.lower() != ext:
+            raise ValueError(f"{flag} {path}: use a {ext} file name")
+    model: Path = args.model
+    if not model.is_file():
+        raise ModelError(f"model {model}: no such file")
+    devices = ["cpu", "cuda", "tensorrt"] if args.device == "all" else [args.device]
+    results = []
+    onnx_path = model
+    imgsz = args.imgsz
+    if model.suffix == ".keras":
+        keras_results, onnx_path, imgsz = bench.bench_keras(
+            model, args.imgsz, args.runs, args.warmup
+        )
+        results += keras_results
+    elif model.suffix != ".onnx":
+        raise ModelError(f"model {model}: expected an .onnx or .keras file")
+    ort_results, size = bench.bench_onnx(
+        onnx_path, devices, imgsz, args.runs, args.warmup, args.threads
+    )
+    report = bench.BenchReport(
+        model=model.name, imgsz=size, machine=bench.machine_info(), results=ort_results + results
+    )
+    print(bench.format_table(report))
+    if args.json:
+        bench.write_json(report, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        bench.plot(report, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
