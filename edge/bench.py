@@ -135,9 +135,8 @@ def bench_onnx(
     threads: int = 0,
 ) -> tuple[list[BenchResult], tuple[int, int]]:
     """Time each precision variant of `model` on each device whose provider really starts."""
-    from edge.session import ModelSession, SessionOptions
-
     from edge.cli.info import provider_check
+    from edge.session import ModelSession, SessionOptions
 
     starts = {k for k, v in provider_check().items() if v == "starts"}
     provider = {

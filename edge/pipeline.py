@@ -9,6 +9,7 @@ bounded, so memory stays flat and a slow sink slows the loop instead of piling u
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -156,10 +157,8 @@ class Loop:
                 if self._halt.is_set():
                     return
         finally:
-            try:
+            with contextlib.suppress(queue.Full):  # full: the loop has stopped reading
                 out.put(_END, timeout=1)
-            except queue.Full:
-                pass  # the loop has stopped reading
 
     # --- stage 3: outputs in, results out ------------------------------------------------------
 
