@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.evaluate import EvalResult, as_detections, read_image
+from edge.evaluation import EvalResult, as_detections, read_image
 from edge.types import Detections
 
 TRUTH_COLOR = (0, 200, 0)  # BGR green

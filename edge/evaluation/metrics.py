@@ -1,4 +1,4 @@
-"""COCO-style detection metrics (mAP50-95, mAP50, per-class AP, PR curves) via pycocotools.
+"""COCO detection metrics: mAP50-95, mAP50, per-class AP and PR curves, via pycocotools.
 
 Pure and in memory: training calls `coco_metrics` every epoch and `edge eval` calls it once.
 """
@@ -7,26 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import logging
 import math
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from edge.contract import ModelContract
-from edge.errors import DataError, EdgeError, ModelError
-from edge.postprocess import PostprocessOptions, postprocess
-from edge.preprocess import prepare
+from edge.errors import EdgeError
 from edge.types import Detections
-
-log = logging.getLogger(__name__)
 
 # pycocotools' defaults: IoU 0.50:0.05:0.95 and 101 recall points.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -244,165 +233,3 @@ def _result(
 
 def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
-
-
-def format_table(result: EvalResult) -> str:
-    """A plain-text table: the two means, then AP per class (`-` where a class has no truth)."""
-
-    def cell(v: float) -> str:
-        return f"{v:9.4f}" if math.isfinite(v) else f"{'-':>9}"
-
-    width = max([5, *(len(n) for n in result.names)])
-    lines = [
-        f"{'class':<{width}} {'truths':>7} {'AP50-95':>9} {'AP50':>9}",
-        f"{'all':<{width}} {int(result.num_truths.sum()):>7} "
-        f"{cell(result.map50_95)} {cell(result.map50)}",
-    ]
-    for i, name in enumerate(result.names):
-        lines.append(
-            f"{name:<{width}} {int(result.num_truths[i]):>7} "
-            f"{cell(result.ap50_95[i])} {cell(result.ap50[i])}"
-        )
-    lines.append(f"{result.num_images} images, {result.num_predictions} predictions")
-    return "\n".join(lines)
-
-
-def write_json(result: EvalResult, path: str | Path, **extra: Any) -> Path:
-    """Write `result.to_dict()` (plus `extra` keys) to `path` atomically: temp file + os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**result.to_dict(), **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-# --- running a model over a dataset --------------------------------------------------------------
-
-Predictor = Callable[[np.ndarray], Detections]  # BGR image -> Detections in that image's pixels
-MODEL_SUFFIXES = (".onnx", ".keras")
-
-
-@contextlib.contextmanager
-def open_predictor(
-    model_path: str | Path,
-    names: Sequence[str],
-    *,
-    conf: float = 0.001,
-    iou: float = 0.6,
-    device: str = "cpu",
-    imgsz: tuple[int, int] | None = None,
-) -> Iterator[Predictor]:
-    """A `Predictor` for an exported `.onnx` (`edge.detector.Detector`) or a `.keras` model.
-
-    `names` are the dataset's classes; the model must predict the same number. `imgsz` (height,
-    width) is used only where the model's input size is dynamic. Raises ValueError
-    for an unknown extension or thresholds out of range, ModelError for a missing, unloadable or
-    mismatched model.
-    """
-    path = check_model_path(model_path)
-    PostprocessOptions(conf=conf, iou=iou)  # validates the thresholds before any loading
-    if path.suffix.lower() == ".keras":
-        yield keras_predictor(_load_keras(path), names, imgsz=imgsz, conf=conf, iou=iou)
-        return
-    from edge.detector import Detector
-
-    detector = Detector(path, device=device, imgsz=imgsz)
-    _check_names(tuple(detector.names), tuple(names), path)
-    try:
-        yield lambda image: detector.detect(image, conf=conf, iou=iou)
-    finally:
-        close = getattr(detector, "close", None)
-        if callable(close):
-            close()
-
-
-def check_model_path(path: str | Path) -> Path:
-    """`path` if it names an existing .onnx or .keras file; ValueError or ModelError if not."""
-    path = Path(path)
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ValueError(
-            f"model must be one of {', '.join(MODEL_SUFFIXES)}, got {path.name!r} ({path.suffix!r})"
-        )
-    if not path.is_file():
-        raise ModelError(f"model not found: {path}")
-    return path
-
-
-def keras_predictor(
-    model: Any,
-    names: Sequence[str],
-    *,
-    imgsz: tuple[int, int] | None = None,
-    conf: float = 0.001,
-    iou: float = 0.6,
-) -> Predictor:
-    """A `Predictor` around an in-memory Keras inference model, with the runtime's letterbox and
-    post-processing: input float32 [1, H, W, 3] RGB 0..255, outputs `boxes` [1, N, 4] xyxy in input
-    pixels and `scores` [1, N, C]. `imgsz` (height, width) is needed only if the input is dynamic.
-    """
-    import keras
-
-    shape = tuple(model.inputs[0].shape)  # (None, H, W, 3)
-    fixed = (shape[1], shape[2])
-    size = fixed if all(isinstance(v, int) and v > 0 for v in fixed) else imgsz or fixed
-    if not all(isinstance(v, int) and v > 0 for v in size):
-        raise ValueError(f"the Keras model's input size is dynamic {shape}; pass imgsz=(h, w)")
-    contract = ModelContract(names=tuple(names), imgsz=(int(size[0]), int(size[1])))
-    options = PostprocessOptions(conf=conf, iou=iou)
-
-    def predict(image: np.ndarray) -> Detections:
-        tensor, lb = prepare(image, contract, contract.imgsz)
-        out = model(tensor, training=False)
-        if isinstance(out, dict):
-            out = [out["boxes"], out["scores"]]
-        arrays = [keras.ops.convert_to_numpy(o) for o in out]
-        return postprocess(arrays, contract, lb, options)
-
-    return predict
-
-
-def _load_keras(path: Path) -> Any:
-    import keras
-
-    with contextlib.suppress(ModuleNotFoundError):  # registers the custom layers, once it exists
-        import edge.model  # noqa: F401
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelError(f"{path}: cannot load Keras model ({exc})") from None
-
-
-def _check_names(model_names: tuple[str, ...], names: tuple[str, ...], path: Path) -> None:
-    if len(model_names) != len(names):
-        raise ModelError(
-            f"{path} predicts {len(model_names)} classes but the dataset has {len(names)}"
-        )
-    if model_names != names:
-        log.warning("%s class names %s differ from the dataset's %s", path, model_names, names)
-
-
-def predict_samples(predict: Predictor, samples: Sequence[Any]) -> list[Detections]:
-    """Run `predict` on each sample's image (read from `image_path`); DataError if unreadable."""
-    out: list[Detections] = []
-    for i, sample in enumerate(samples):
-        out.append(predict(read_image(sample.image_path)))
-        if (i + 1) % 200 == 0:
-            log.info("evaluated %d/%d images", i + 1, len(samples))
-    return out
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """A BGR image from disk; DataError if it cannot be read."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"cannot read image {path}")
-    return image

@@ -1,0 +1,135 @@
+"""`edge eval`: COCO mAP50-95, mAP50 and per-class AP of a .onnx or .keras model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+
+from edge.errors import DataError
+
+log = logging.getLogger("edge")
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
+    return v
+
+
+def _overlap(text: str) -> float:
+    v = _fraction(text)
+    if v == 0.0:
+        raise argparse.ArgumentTypeError("must be in (0, 1], got 0")
+    return v
+
+
+def _count(text: str, least: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {v}")
+    return v
+
+
+def _imgsz(text: str) -> tuple[int, int]:
+    parts = [p for p in text.lower().replace("x", ",").split(",") if p.strip()]
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    vals = vals * 2 if len(vals) == 1 else vals
+    if len(vals) != 2 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive N or HxW, got {text!r}")
+    return (vals[0], vals[1])
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="measure a model's COCO mAP on a dataset",
+        description=(
+            "Run a .onnx or .keras detector over a dataset split and report COCO mAP50-95, mAP50 "
+            "and AP per class (pycocotools). Use a low --conf, as mAP needs the whole PR curve."
+        ),
+    )
+    p.add_argument("--model", required=True, help="the model: .onnx (exported) or .keras")
+    p.add_argument("--data", required=True, help="dataset folder or file (YOLO, COCO or VOC)")
+    p.add_argument("--split", choices=("val", "train"), default="val", help="default: val")
+    p.add_argument("--conf", type=_fraction, default=0.001, help="score threshold (default 0.001)")
+    p.add_argument("--iou", type=_overlap, default=0.6, help="NMS IoU threshold (default 0.6)")
+    p.add_argument(
+        "--max-images",
+        type=lambda t: _count(t, 1),
+        default=None,
+        metavar="N",
+        help="evaluate only the first N images of the split",
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the metrics as JSON")
+    p.add_argument(
+        "--plots", type=Path, metavar="DIR", help="write PR curves and a predictions grid"
+    )
+    p.add_argument(
+        "--plot-images",
+        type=lambda t: _count(t, 0),
+        default=8,
+        metavar="N",
+        help="images in the predictions grid (default 8)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
+        help="ONNX Runtime device (default cpu)",
+    )
+    p.add_argument(
+        "--imgsz", type=_imgsz, default=None, help="N or HxW, for models with a dynamic input"
+    )
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from edge import evaluation
+    from edge.data import load_dataset
+
+    model = evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
+    if model.suffix.lower() == ".keras":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    dataset = load_dataset(args.data)
+    samples = dataset.val if args.split == "val" else dataset.train
+    samples = samples[: args.max_images] if args.max_images else samples
+    if not samples:
+        raise DataError(f"{args.data}: the {args.split} split has no images")
+    log.info("evaluating %s on %d %s images of %s", args.model, len(samples), args.split, args.data)
+    with evaluation.open_predictor(
+        args.model,
+        dataset.names,
+        conf=args.conf,
+        iou=args.iou,
+        device=args.device,
+        imgsz=args.imgsz,
+    ) as predict:
+        start = time.perf_counter()  # after loading: the per-image cost, not the start-up
+        predictions = evaluation.predict_samples(predict, samples)
+    seconds = time.perf_counter() - start
+    result = evaluation.coco_metrics(predictions, samples, dataset.names)
+    print(evaluation.format_table(result))
+    log.info("%.1f ms per image (reading, inference, NMS)", 1000 * seconds / len(samples))
+    if args.json:
+        settings = {"model": str(args.model), "data": str(args.data), "split": args.split}
+        settings.update({"conf": args.conf, "iou": args.iou})
+        log.info("metrics written to %s", evaluation.write_json(result, args.json, **settings))
+    if args.plots:
+        from edge.plots import save_eval_plots
+
+        paths = save_eval_plots(result, samples, predictions, args.plots, args.plot_images)
+        log.info("%d plots written to %s", len(paths), args.plots)
+    return 0

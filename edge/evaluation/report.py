@@ -1,0 +1,53 @@
+"""Reporting evaluation results: a plain-text table and an atomically written JSON file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edge.evaluation.metrics import EvalResult
+
+
+def format_table(result: EvalResult) -> str:
+    """A plain-text table: the two means, then AP per class (`-` where a class has no truth)."""
+
+    def cell(v: float) -> str:
+        return f"{v:9.4f}" if math.isfinite(v) else f"{'-':>9}"
+
+    width = max([5, *(len(n) for n in result.names)])
+    lines = [
+        f"{'class':<{width}} {'truths':>7} {'AP50-95':>9} {'AP50':>9}",
+        f"{'all':<{width}} {int(result.num_truths.sum()):>7} "
+        f"{cell(result.map50_95)} {cell(result.map50)}",
+    ]
+    for i, name in enumerate(result.names):
+        lines.append(
+            f"{name:<{width}} {int(result.num_truths[i]):>7} "
+            f"{cell(result.ap50_95[i])} {cell(result.ap50[i])}"
+        )
+    lines.append(f"{result.num_images} images, {result.num_predictions} predictions")
+    return "\n".join(lines)
+
+
+def write_json(result: EvalResult, path: str | Path, **extra: Any) -> Path:
+    """Write `result.to_dict()` (plus `extra` keys) to `path` atomically: temp file + os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**result.to_dict(), **extra}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; metrics are meant to be shared
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
