@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.annotate import draw
 from edge.pipeline import Loop, LoopOptions
 from edge.postprocess import PostprocessOptions, postprocess
 from edge.preprocess import prepare
@@ -28,7 +29,6 @@ from edge.session import ModelSession, SessionOptions
 from edge.sinks import JsonlDetections, VideoFile
 from edge.sources import SourceOptions, open_source
 from edge.synthetic import SyntheticScene
-from edge.annotate import draw
 
 
 def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720)) -> Path:
