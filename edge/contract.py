@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -48,6 +49,12 @@ class ModelContract:
             raise ValueError(
                 f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}"
             )
+        norm = (self.scale, *self.mean, *self.std)
+        if not all(math.isfinite(v) for v in norm) or min(self.std) <= 0:
+            raise ValueError(
+                f"scale, mean and std must be finite and std positive, got scale {self.scale}, "
+                f"mean {self.mean}, std {self.std}"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -80,8 +87,11 @@ def from_metadata(meta: Mapping[str, str], source: str = "model") -> ModelContra
             return _read_edge(meta)
         if "names" in meta and ("Ultralytics" in meta.get("author", "") or "stride" in meta):
             return _read_ultralytics(meta)
-    except (ValueError, TypeError, SyntaxError, KeyError) as exc:
-        raise ModelError(f"{source}: unreadable model metadata ({exc})") from None
+    except (ValueError, TypeError, SyntaxError, KeyError, RecursionError, MemoryError) as exc:
+        # RecursionError, MemoryError: deeply nested text that the JSON/Python parsers give up on
+        raise ModelError(
+            f"{source}: unreadable model metadata ({exc or type(exc).__name__})"
+        ) from None
     raise ModelError(
         f"{source}: no detector metadata (not an edge export or an Ultralytics detection export); "
         "export it with `edge export`"
@@ -134,6 +144,8 @@ def _read_ultralytics(meta: Mapping[str, str]) -> ModelContract:
         names = tuple(str(n) for n in raw)
     else:
         raise ValueError("names is neither a dict nor a list")
+    if not names:
+        raise ValueError("names is empty")
     imgsz = _pair(ast.literal_eval(meta.get("imgsz", "[640, 640]")))
     return ModelContract(
         names=names,
@@ -147,12 +159,12 @@ def _read_ultralytics(meta: Mapping[str, str]) -> ModelContract:
 
 
 def _pair(value: object) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]  # one size for both sides, checked below
     seq = list(value)  # type: ignore[call-overload]
     if len(seq) == 1:
         seq = seq * 2
-    if len(seq) != 2 or not all(isinstance(v, int) and v >= 0 for v in seq):
+    if len(seq) != 2 or not all(type(v) is int and v >= 0 for v in seq):  # not bool
         raise ValueError(f"imgsz must be two non-negative integers, got {value!r}")
     return (int(seq[0]), int(seq[1]))
 

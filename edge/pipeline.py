@@ -25,8 +25,10 @@ from edge.postprocess import PostprocessOptions, postprocess
 from edge.preprocess import Letterbox, prepare
 from edge.session import ModelSession
 from edge.sinks import Sink
-from edge.sources import Source
+from edge.sources import Source, SourceEvent
 from edge.telemetry import Collector, FrameRecord, Rolling, TelemetryWriter
+from edge.trace import FrameObserver, FrameSpans
+from edge.tracking import IdentityScore, Tracker, TrackerOptions
 from edge.types import Frame
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class LoopOptions:
     post: PostprocessOptions = field(default_factory=PostprocessOptions)
     overlay: bool = True
     overlap: bool = True
+    track: TrackerOptions | None = None  # give objects stable ids across frames
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
@@ -62,6 +65,8 @@ class LoopResult:
     collector: Collector
     score: LiveScore | None
     stopped_by: str  # "end", "max_frames", "duration", "signal", "sink"
+    events: list[dict[str, object]] = field(default_factory=list)  # source outages, as telemetry
+    identity: IdentityScore | None = None  # id switches, when tracking a source with truth
 
 
 @dataclass
@@ -72,6 +77,7 @@ class _Prepared:
     wait_ns: int
     prep_ns: int
     ready_ns: int = 0
+    start_ns: int = 0  # when the wait for the frame began
 
 
 @dataclass
@@ -80,10 +86,47 @@ class _Inferred:
     outputs: list[np.ndarray]
     inf_start: int
     inf_end: int
+    batch_index: int = 0  # this frame's row in batched outputs
+    batch: int = 1
 
 
 def _ms(ns: int) -> float:
     return ns / 1e6
+
+
+def _event_row(e: SourceEvent, t0: int) -> dict[str, object]:
+    """A source event as a telemetry line; times in ms since the run's first capture."""
+    row: dict[str, object] = {"event": e.kind, "t_ms": round(_ms(e.at_ns - t0), 3)}
+    if e.since_ns is not None:
+        row["outage_start_ms"] = round(_ms(e.since_ns - t0), 3)
+        if e.kind != "lost":
+            row["outage_ms"] = round(_ms(e.at_ns - e.since_ns), 3)
+    if e.kind != "lost":
+        row.update(attempts=e.attempts, frames_lost=e.frames_lost)
+    row["detail"] = e.detail
+    return row
+
+
+def _spans(
+    done: _Inferred, post_start: int, post_end: int, render_end: int, end: int
+) -> FrameSpans:
+    item = done.item
+    got = item.start_ns + item.wait_ns
+    return FrameSpans(
+        item.frame.source_id,
+        item.frame.index,
+        item.frame.captured_ns,
+        item.start_ns,
+        got,
+        got + item.prep_ns,
+        done.inf_start,
+        done.inf_end,
+        post_start,
+        post_end,
+        render_end,
+        end,
+        done.batch,
+    )
 
 
 class _Worker(threading.Thread):
@@ -116,6 +159,7 @@ class Loop:
         options: LoopOptions | None = None,
         telemetry: TelemetryWriter | None = None,
         stop: threading.Event | None = None,
+        observers: Sequence[FrameObserver] = (),
     ) -> None:
         self.session, self.source, self.sinks = session, source, list(sinks)
         self.options = options or LoopOptions()
@@ -123,12 +167,17 @@ class Loop:
         self.stop = stop or threading.Event()
         self.imgsz = session.input_size(self.options.imgsz)
         self.rolling = Rolling()
-        self._need_image = any(getattr(s, "needs_image", True) for s in self.sinks)
+        self.observers = list(observers)
+        self._tracker = Tracker(self.options.track) if self.options.track else None
+        self._identity: IdentityScore | None = None
         self._collector = Collector()
         self._score: LiveScore | None = None
         self._t0: int | None = None
         self._sink_stop = threading.Event()
         self._halt = threading.Event()  # tells the prefetcher to quit
+        self._events: list[dict[str, object]] = []
+        self._events_lock = threading.Lock()
+        self._started_ns = time.perf_counter_ns()
 
     # --- stage 1: frames in, tensors out -------------------------------------------------------
 
@@ -142,7 +191,8 @@ class Loop:
                 return
             got = time.perf_counter_ns()
             tensor, lb = prepare(frame.image, contract, self.imgsz)
-            yield _Prepared(frame, tensor, lb, got - wait_start, time.perf_counter_ns() - got)
+            prep_ns = time.perf_counter_ns() - got
+            yield _Prepared(frame, tensor, lb, got - wait_start, prep_ns, start_ns=wait_start)
 
     def _prefetch(self, out: queue.Queue) -> None:
         try:
@@ -166,13 +216,18 @@ class Loop:
         o, contract = self.options, self.session.contract
         item, frame = done.item, done.item.frame
         t_post = time.perf_counter_ns()
-        dets = postprocess(done.outputs, contract, item.letterbox, o.post)
+        dets = postprocess(done.outputs, contract, item.letterbox, o.post, done.batch_index)
+        if self._tracker is not None:
+            dets = self._tracker.update(dets)
+            if frame.truth is not None:
+                self._identity = self._identity or IdentityScore()
+                self._identity.add(dets, frame.truth)
         post_end = time.perf_counter_ns()
         if frame.truth is not None:
             self._score = self._score or LiveScore()
             self._score.add(dets, frame.truth)
         annotated = None
-        if self._need_image:
+        if self._needs_image():
             overlay = self._overlay() if o.overlay else ()
             annotated = draw(frame.image, dets, contract.names, overlay)
         render_end = time.perf_counter_ns()
@@ -202,6 +257,10 @@ class Loop:
         self.rolling.add(end, record.latency_ms)
         if self.telemetry is not None:
             self.telemetry.write(record)
+        if self.observers:
+            spans = _spans(done, t_post, post_end, render_end, end)
+            for observer in self.observers:
+                observer.observe(record, spans)
         return keep_going
 
     def _finisher(self, inbox: queue.Queue) -> None:
@@ -231,6 +290,13 @@ class Loop:
             w.start()
         submitted = 0
         stopped_by = "end"
+
+        def stalled() -> bool:  # a live source has had no frame for a while (an outage)
+            self._source_events()
+            late = deadline is not None and time.perf_counter_ns() >= deadline
+            return self.stop.is_set() or late
+
+        self.source.on_stall = stalled
         try:
             for item in items:
                 inf_start = time.perf_counter_ns()
@@ -249,16 +315,39 @@ class Loop:
                     stopped_by = "max_frames"
                 elif deadline is not None and time.perf_counter_ns() >= deadline:
                     stopped_by = "duration"
+                self._source_events()
                 if stopped_by != "end":
                     break
+            else:  # the source ended, or a stalled live source was told to stop waiting
+                if self.stop.is_set():
+                    stopped_by = "signal"
+                elif deadline is not None and time.perf_counter_ns() >= deadline:
+                    stopped_by = "duration"
         finally:
             self._halt.set()
-            if finish_q is not None:
-                finish_q.put(_END)
+            # A finisher that died on an error leaves its queue full: a plain put() would hang.
+            while finish_q is not None and workers[-1].is_alive():
+                with contextlib.suppress(queue.Full):
+                    finish_q.put(_END, timeout=0.1)
+                    break
             for w in workers:
                 w.join(timeout=30)
             self._drain(workers)
-        return LoopResult(self._collector, self._score, stopped_by)
+            self._source_events()
+        return LoopResult(self._collector, self._score, stopped_by, self._events, self._identity)
+
+    def _source_events(self) -> None:
+        """New source events (outages) as rows: into the telemetry file and the result."""
+        with self._events_lock:
+            t0 = self._t0 if self._t0 is not None else self._started_ns
+            for event in self.source.stats.events[len(self._events) :]:
+                self._events.append(_event_row(event, t0))
+                if self.telemetry is not None:
+                    self.telemetry.write_event(self._events[-1])
+
+    def _needs_image(self) -> bool:
+        # Asked per frame: a sink may want images only at times (a web page with a viewer).
+        return any(getattr(s, "needs_image", True) for s in self.sinks)
 
     def _put(self, q: queue.Queue, item: object, workers: list[_Worker]) -> None:
         while True:

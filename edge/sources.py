@@ -12,6 +12,7 @@ import glob
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,11 @@ VIDEO_EXTS = (
     ".ts",
 )
 URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+# A dead stream can block cv2's open/read for 30 s (OpenCV's default); fail sooner and reconnect.
+STREAM_TIMEOUT_MS = 5000
+# A video read that fails this many times in a row is at its end; fewer failures followed by a good
+# frame are corrupt frames, skipped and counted.
+MAX_BAD_RUN = 50
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,9 @@ class SourceEvent:
     kind: str  # "lost", "reconnected", "gave_up", "bad_frame"
     at_ns: int
     detail: str = ""
+    since_ns: int | None = None  # outage start: the last frame read before it was lost
+    attempts: int = 0  # reconnect attempts made in this outage
+    frames_lost: int | None = None  # estimate: outage length x the read rate before it
 
 
 @dataclass
@@ -92,6 +101,9 @@ class Source:
 
     def __init__(self) -> None:
         self.stats = SourceStats()
+        # Live sources call this every ~0.25 s while no frame arrives; True ends the iteration
+        # (the consumer's Ctrl-C or deadline must not wait for a reconnect to finish).
+        self.on_stall: Callable[[], bool] = lambda: False
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -131,7 +143,9 @@ class _Capture:
             if isinstance(self.target, int):
                 cap = cv2.VideoCapture(self.target)
             else:
-                cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+                timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+                timeouts += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+                cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, timeouts)
         finally:
             if previous is not None:
                 cv2.utils.logging.setLogLevel(previous)
@@ -201,6 +215,7 @@ class LatestFrameSource(Source):
         self._finished = False
         self._error: BaseException | None = None
         self._stop = threading.Event()
+        self._reads: deque[int] = deque(maxlen=30)  # recent read times: frames-lost estimate
         self._reader = open_reader()  # fails here, in the caller, if the device cannot be opened
         self._thread = threading.Thread(target=self._run, name=f"capture:{name}", daemon=True)
         self._thread.start()
@@ -229,6 +244,7 @@ class LatestFrameSource(Source):
                         self.stats.dropped += 1
                     self._slot = (img, truth, now, seq)
                     self.stats.read += 1
+                    self._reads.append(now)
                     self._cond.notify_all()
                 seq += 1
         except BaseException as exc:  # handed to the consumer instead of dying silently
@@ -242,7 +258,8 @@ class LatestFrameSource(Source):
         first, longest = self.options.reconnect_backoff
         attempts = self.options.reconnect_attempts
         lost_at = time.perf_counter_ns()
-        self.stats.events.append(SourceEvent("lost", lost_at, self.name))
+        since = self._reads[-1] if self._reads else lost_at
+        self.stats.events.append(SourceEvent("lost", lost_at, self.name, since_ns=since))
         log.warning("%s: lost; reconnecting (up to %d attempts)", self.name, attempts)
         wait = first
         for attempt in range(1, attempts + 1):
@@ -256,17 +273,32 @@ class LatestFrameSource(Source):
                 wait = min(wait * 2, longest)
                 continue
             self.stats.reconnects += 1
-            outage_ms = (time.perf_counter_ns() - lost_at) / 1e6
+            now = time.perf_counter_ns()
+            outage_ms = (now - since) / 1e6
+            lost = self._frames_in(since, now)
             self.stats.events.append(
-                SourceEvent("reconnected", time.perf_counter_ns(), f"after {outage_ms:.0f} ms")
+                SourceEvent("reconnected", now, f"after {outage_ms:.0f} ms", since, attempt, lost)
             )
+            self._reads.clear()
             log.warning("%s: reconnected after %.1f s", self.name, outage_ms / 1000)
             return True
+        now = time.perf_counter_ns()
         self.stats.events.append(
-            SourceEvent("gave_up", time.perf_counter_ns(), f"after {attempts} attempts")
+            SourceEvent("gave_up", now, f"after {attempts} attempts", since, attempts, None)
         )
         log.error("%s: gave up after %d reconnect attempts", self.name, attempts)
         return False
+
+    def _frames_in(self, start_ns: int, end_ns: int) -> int | None:
+        """Frames the source would have delivered in a gap, at the rate it was read before it."""
+        r = self._reads
+        if len(r) >= 2 and r[-1] > r[0]:
+            rate = (len(r) - 1) / ((r[-1] - r[0]) / 1e9)
+        elif self.fps:
+            rate = self.fps
+        else:
+            return None
+        return int((end_ns - start_ns) / 1e9 * rate)
 
     def frames(self) -> Iterator[Frame]:
         while True:
@@ -274,7 +306,8 @@ class LatestFrameSource(Source):
                 while not self._finished and (
                     self._slot is None or self._slot[3] <= self._seq_taken
                 ):
-                    self._cond.wait(0.5)
+                    if not self._cond.wait(0.25) and self.on_stall():
+                        return
                 if self._error is not None:
                     raise SourceError(
                         f"{self.name}: capture failed: {self._error}"
@@ -292,7 +325,10 @@ class LatestFrameSource(Source):
         with self._cond:
             self._cond.notify_all()
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=STREAM_TIMEOUT_MS / 1000 + 2)
+        if self._thread.is_alive():  # stuck in a driver call: releasing under it could crash
+            log.warning("%s: capture thread did not stop; device left to process exit", self.name)
+            return
         self._close_reader()
 
 
@@ -362,11 +398,28 @@ def _video_file(path: Path, options: SourceOptions) -> Source:
         cap.release()
         raise SourceError(f"video {path}: no readable frames (empty or corrupt file)")
     fps = cap.fps()
+    total = cap.frame_count()  # from the header: a truncated file has fewer
     pending = [first]
 
     def read() -> tuple[np.ndarray, None] | None:
-        img = pending.pop() if pending else cap.read()
-        return None if img is None else (img, None)
+        if pending:
+            return pending.pop(), None
+        for failed in range(MAX_BAD_RUN + 1):
+            img = cap.read()
+            if img is not None:
+                if failed:
+                    src.stats.bad += failed
+                    log.warning("video %s: %d corrupt frame(s) skipped", path, failed)
+                return img, None
+        missing = total - src.stats.read - src.stats.bad
+        if missing > 0:
+            src.stats.bad += missing
+            log.warning(
+                "video %s: ended after %d of the %d frames its header announces "
+                "(truncated or corrupt file); %d counted as bad",
+                *(path, src.stats.read, total, missing),
+            )
+        return None
 
     if options.realtime:
         src: Source = LatestFrameSource(
@@ -450,7 +503,7 @@ def _images(paths: list[Path], name: str) -> Source:
 
     def read() -> tuple[np.ndarray, Detections | None] | None:
         for p in it:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            img = _read_image(p)
             if img is not None and img.size:
                 label = yolo_label_path(p)
                 truth = None
@@ -464,6 +517,19 @@ def _images(paths: list[Path], name: str) -> Source:
     src = SequentialSource(name, read, None)
     src.image_paths = paths  # type: ignore[attr-defined]
     return src
+
+
+def _read_image(path: Path) -> np.ndarray | None:
+    """cv2.imread, but None for a JPEG cut short, which libjpeg would decode padded with grey."""
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(path.stat().st_size - 64, 0))
+                if b"\xff\xd9" not in fh.read():  # no end-of-image marker near the end
+                    return None
+        except OSError:
+            return None
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -501,7 +567,7 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
     if not path.exists():
         raise SourceError(f"--source {spec}: no such file, folder, camera index or URL")
     if path.suffix.lower() in IMAGE_EXTS:
-        if cv2.imread(str(path)) is None:
+        if _read_image(path) is None:
             raise SourceError(f"--source {spec}: unreadable image")
         return _images([path], path.name)
     return _video_file(path, options)

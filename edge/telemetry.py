@@ -11,9 +11,11 @@ import io
 import json
 import math
 import os
+import threading
 import time
 from array import array
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -51,6 +53,8 @@ class TelemetryWriter:
 
     The file is written under a temporary name and renamed on close, so a reader never sees a
     half-written file; on an interrupted run whatever was flushed is still renamed into place.
+    Source events (`{"event": "lost" | "reconnected" | "gave_up", "t_ms": ...}`) go between the
+    JSONL records, or for CSV into `<name>.events.jsonl` beside it.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -67,29 +71,47 @@ class TelemetryWriter:
         if self._writer is not None:
             self._writer.writeheader()
         self._last_flush = time.monotonic()
+        self._events: io.TextIOWrapper | None = None  # the CSV's sidecar, opened on first event
+        self._lock = threading.Lock()  # events come from the loop, rows from its finishing thread
+
+    def write_event(self, event: Mapping[str, object]) -> None:
+        with self._lock:
+            if self._fh is None:
+                return
+            if self._csv and self._events is None:
+                tmp = _partial(events_path(self.path))
+                self._events = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+            fh = self._events or self._fh
+            fh.write(json.dumps(dict(event), separators=(",", ":")) + "\n")
+            fh.flush()  # rare, and worth keeping if the run is killed
 
     def write(self, record: FrameRecord) -> None:
-        if self._fh is None:
-            return
         row = asdict(record)
         for k in _NUMERIC:
             row[k] = round(row[k], 3)
-        if self._writer is not None:
-            self._writer.writerow(row)
-        else:
-            self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
-        if time.monotonic() - self._last_flush > 1.0:
-            self._fh.flush()
-            self._last_flush = time.monotonic()
+        with self._lock:
+            if self._fh is None:
+                return
+            if self._writer is not None:
+                self._writer.writerow(row)
+            else:
+                self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+            if time.monotonic() - self._last_flush > 1.0:
+                self._fh.flush()
+                self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        if self._fh is None:
-            return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        self._fh = None
-        os.replace(self._tmp, self.path)
+        with self._lock:
+            if self._fh is None:
+                return
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+            os.replace(self._tmp, self.path)
+            if self._events is not None:
+                self._events.close()
+                os.replace(_partial(events_path(self.path)), events_path(self.path))
 
     def __enter__(self) -> TelemetryWriter:
         return self
@@ -98,8 +120,28 @@ class TelemetryWriter:
         self.close()
 
 
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def events_path(path: Path) -> Path:
+    """Where the source events of a CSV telemetry file go: `t.csv` -> `t.events.jsonl`."""
+    return path.with_suffix(".events.jsonl")
+
+
+def read_events(path: str | Path) -> list[dict[str, object]]:
+    """The source events of a telemetry file (JSONL lines with "event", or a CSV's sidecar)."""
+    p = Path(path)
+    if p.suffix.lower() == ".csv":
+        p = events_path(p)
+        if not p.is_file():
+            return []
+    lines = p.read_text(encoding="utf-8").splitlines()
+    return [e for e in (json.loads(x) for x in lines if '"event"' in x) if "event" in e]
+
+
 def read_records(path: str | Path) -> list[dict[str, float | str]]:
-    """Read a telemetry file written by TelemetryWriter (JSONL or CSV)."""
+    """Read the frame records of a telemetry file written by TelemetryWriter (JSONL or CSV)."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"telemetry file {p}: no such file")
@@ -111,6 +153,7 @@ def read_records(path: str | Path) -> list[dict[str, float | str]]:
                 rows.append({k: (v if k == "source" else float(v)) for k, v in row.items()})
         else:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = [r for r in rows if "event" not in r]  # source events are not frames
     except (ValueError, TypeError) as exc:
         raise ValueError(f"telemetry file {p}: not edge telemetry ({exc})") from None
     if not rows or "inference_ms" not in rows[0]:
@@ -208,6 +251,25 @@ class Collector:
     @property
     def throughput(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def describe_outages(events: Sequence[Mapping[str, object]]) -> list[str]:
+    """One line per outage of a live source, from the event rows the loop wrote."""
+    lines = []
+    for e in events:
+        if e["event"] == "lost" and e is events[-1]:
+            lines.append(f"from {float(e['outage_start_ms']) / 1000:.2f} s to the end of the run")
+        if e["event"] not in ("reconnected", "gave_up"):
+            continue
+        start, length = float(e["outage_start_ms"]) / 1000, float(e["outage_ms"]) / 1000
+        how = (
+            f"reconnected after {e['attempts']} attempt(s)"
+            if e["event"] == "reconnected"
+            else f"gave up after {e['attempts']} attempt(s)"
+        )
+        lost = f", ~{e['frames_lost']} frames lost" if e.get("frames_lost") is not None else ""
+        lines.append(f"from {start:.2f} s to {start + length:.2f} s ({length:.2f} s), {how}{lost}")
+    return lines
 
 
 def format_summary(c: Collector, header: dict[str, str]) -> str:

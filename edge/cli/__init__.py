@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from edge import __version__
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
     )
+    if not args.verbose:
+        # FFmpeg inside OpenCV prints its own errors ("moov atom not found") around our one line;
+        # it reads this once, before its first use. -8 is AV_LOG_QUIET.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     if args.command is None:
         parser.print_help()
         return 0

@@ -10,8 +10,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.errors import EdgeError, ModelError
+
+if TYPE_CHECKING:
+    from edge.tracking import IdentityScore
 
 log = logging.getLogger("edge")
 
@@ -50,6 +54,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def _fraction(text: str) -> float:
     try:
         v = float(text)
@@ -70,6 +84,44 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _address(text: str) -> tuple[str, int]:
+    from edge.serve import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--serve {text!r}: ")) from None
+
+
+def _source_specs(args: argparse.Namespace) -> list[str]:
+    """--source values, then the lines of --sources; the synthetic scene when neither is given."""
+    specs = list(args.source or [])
+    if args.sources is not None:
+        if not args.sources.is_file():
+            raise ValueError(f"--sources {args.sources}: no such file")
+        lines = args.sources.read_text(encoding="utf-8").splitlines()
+        specs += [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+        if not specs:
+            raise ValueError(f"--sources {args.sources}: no sources in the file")
+    return specs or ["synthetic"]
+
+
+def _observers(args: argparse.Namespace, stack: contextlib.ExitStack, title: str) -> list:
+    """The trace writer and the web server asked for, opened in `stack`."""
+    observers: list = []
+    if args.trace:
+        from edge.trace import TraceWriter
+
+        observers.append(stack.enter_context(TraceWriter(args.trace)))
+    if args.serve:
+        from edge.serve import LiveServer
+
+        server = stack.enter_context(LiveServer(*args.serve, title=title))
+        log.info("serving %s", server.url)
+        observers.append(server)
+    return observers
+
+
 def has_display() -> bool:
     if sys.platform in ("win32", "darwin"):
         return True
@@ -86,9 +138,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_argument_group("source")
     src.add_argument(
         "--source",
-        default="synthetic",
+        action="append",
         help="camera index (0), video file, rtsp/http URL, image, "
-        "folder, glob, or 'synthetic' (default)",
+        "folder, glob, or 'synthetic' (default); repeat for several streams in one run",
+    )
+    src.add_argument(
+        "--sources", type=Path, metavar="FILE", help="more sources, one per line (# comments)"
     )
     src.add_argument(
         "--realtime",
@@ -160,6 +215,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     out.add_argument("--no-overlay", action="store_true", help="no FPS/latency text on frames")
     out.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    more = p.add_argument_group("tracking, live view, tracing, several streams")
+    more.add_argument("--track", action="store_true", help="give each object a stable id")
+    more.add_argument(
+        "--serve",
+        type=_address,
+        metavar="HOST:PORT",
+        help="web page with the live stream, charts, /metrics and /healthz (e.g. 127.0.0.1:8080)",
+    )
+    more.add_argument(
+        "--trace", type=Path, metavar="FILE.json", help="per-frame stage spans for Perfetto"
+    )
+    more.add_argument(
+        "--batch-wait-ms",
+        type=_non_negative_float,
+        default=5.0,
+        metavar="MS",
+        help="several streams, dynamic-batch model: longest wait to fill a batch (default 5)",
+    )
+    more.add_argument(
+        "--no-batch", action="store_true", help="several streams: one frame per inference call"
+    )
     p.set_defaults(handler=main)
 
 
@@ -183,12 +259,14 @@ def main(args: argparse.Namespace) -> int:
     from edge.pipeline import Loop, LoopOptions
     from edge.postprocess import PostprocessOptions
     from edge.session import ModelSession, SessionOptions
-    from edge.sinks import Display, JsonlDetections, VideoFile
+    from edge.sinks import Display, JsonlDetections, Sink, VideoFile
     from edge.sources import SourceOptions, open_source
-    from edge.telemetry import TelemetryWriter, format_summary
+    from edge.telemetry import TelemetryWriter, describe_outages, format_summary
+    from edge.tracking import TrackerOptions
 
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    specs = _source_specs(args)
     model = args.model or bundled_model()
     if model is None:
         raise ModelError("no --model given and no bundled model in models/default.onnx")
@@ -207,7 +285,7 @@ def main(args: argparse.Namespace) -> int:
         conf=args.conf, iou=args.iou, classes=_classes(args.classes, names), max_det=args.max_det
     )
     max_frames = args.max_frames
-    if max_frames is None and args.duration is None and args.source == "synthetic":
+    if max_frames is None and args.duration is None and set(specs) == {"synthetic"}:
         max_frames = DEMO_FRAMES
     options = LoopOptions(
         max_frames=max_frames,
@@ -215,6 +293,7 @@ def main(args: argparse.Namespace) -> int:
         imgsz=args.imgsz,
         post=post,
         overlay=not args.no_overlay,
+        track=TrackerOptions() if args.track else None,
     )
     src_opts = SourceOptions(
         width=args.width,
@@ -234,15 +313,20 @@ def main(args: argparse.Namespace) -> int:
     warm = session.warm_up(imgsz)
     show = has_display() if args.show is None else args.show
     stop = threading.Event()
+    if len(specs) > 1:
+        from edge.cli.run_many import run_many
+
+        return run_many(args, specs, session, options, src_opts, show, stop)
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(open_source(args.source, src_opts))
+        observers = _observers(args, stack, f"edge: {specs[0]}")
+        source = stack.enter_context(open_source(specs[0], src_opts))
         sinks = []
         if args.save:
             sinks.append(stack.enter_context(VideoFile(args.save, source.fps)))
         if args.jsonl:
             sinks.append(stack.enter_context(JsonlDetections(args.jsonl, names)))
         if show:
-            sinks.append(stack.enter_context(Display(f"edge: {args.source}")))
+            sinks.append(stack.enter_context(Display(f"edge: {specs[0]}")))
         telemetry = stack.enter_context(TelemetryWriter(args.telemetry)) if args.telemetry else None
         _install_stop(stop)
         if not args.quiet:
@@ -251,7 +335,8 @@ def main(args: argparse.Namespace) -> int:
                 + ("q in the window or " if show else "")
                 + "Ctrl-C stops"
             )
-        result = Loop(session, source, sinks, options, telemetry, stop).run()
+        sinks += [o for o in observers if isinstance(o, Sink)]
+        result = Loop(session, source, sinks, options, telemetry, stop, observers).run()
         stats = source.stats
     header = {
         "model": session.describe(),
@@ -263,16 +348,29 @@ def main(args: argparse.Namespace) -> int:
         header["source events"] = f"{stats.reconnects} reconnects, " + ", ".join(
             e.kind for e in stats.events
         )
+    for i, line in enumerate(describe_outages(result.events), start=1):
+        header[f"outage {i}"] = line
+    if stats.bad:
+        header["skipped"] = f"{stats.bad} unreadable frame(s) or image(s) (see the warnings above)"
     if result.score is not None:
         s = result.score
         header["accuracy"] = (
             f"precision {s.precision:.3f} recall {s.recall:.3f} (IoU 0.5, {s.frames} frames)"
         )
+    if result.identity is not None:
+        header["tracking"] = describe_identity(result.identity)
     print(format_summary(result.collector, header))
-    for path in (args.save, args.jsonl, args.telemetry):
+    for path in (args.save, args.jsonl, args.telemetry, args.trace):
         if path:
             print(f"wrote {path}")
     return 0
+
+
+def describe_identity(score: IdentityScore) -> str:
+    return (
+        f"{score.switches} id switches, {score.coverage:.1%} of truth boxes tracked "
+        f"({score.frames} frames)"
+    )
 
 
 def _install_stop(stop: threading.Event) -> None:

@@ -111,7 +111,7 @@ def _assign_splits(folder: Path, paths: list[Path]) -> list[tuple[Path, str | No
 def _load(path: Path, split: str | None) -> _File:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: cannot read JSON ({exc})") from None
     keys = ("images", "annotations", "categories")
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in keys):
@@ -128,8 +128,8 @@ def _category_ids(files: list[_File]) -> list[tuple[int, str]]:
         for category in f.categories:
             try:
                 cid, name = int(category["id"]), str(category["name"])
-            except (KeyError, TypeError, ValueError):
-                raise DataError(f"{f.path}: malformed category {category!r}") from None
+            except (KeyError, TypeError, ValueError, OverflowError):
+                raise DataError(f"{f.path}: malformed category {str(category)[:80]}") from None
             if names.setdefault(cid, name) != name:
                 raise DataError(
                     f"{f.path}: category {cid} is {name!r} here, {names[cid]!r} elsewhere"
@@ -147,10 +147,10 @@ def _image_dir(f: _File, root: Path) -> Path:
         root / "images",
         root,
     ]
-    sample = [str(im.get("file_name", "")) for im in f.images[:20]]
+    sample = [str(im.get("file_name", "")) for im in f.images[:20] if isinstance(im, dict)]
 
     def hits(folder: Path) -> int:
-        return sum(bool(name) and (folder / name).is_file() for name in sample)
+        return sum(bool(name) and _is_file(folder / name) for name in sample)
 
     return max(candidates, key=hits)  # the first of equals wins
 
@@ -228,6 +228,13 @@ def _annotation(
         raise DataError(f"{where}: bbox must be numbers, got {bbox!r}") from None
     _, width, height = images[image_id]
     return image_id, index[category], check_box((x, y, x + w, y + h), width, height, where)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the OS; reported when the image is looked up
+        return False
 
 
 def _is_id(value: Any) -> bool:

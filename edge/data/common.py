@@ -76,6 +76,9 @@ def inside_root(root: Path, base: Path, name: str, where: str) -> Path:
         raise DataError(f"{where}: empty image path")
     candidate = Path(text) if Path(text).is_absolute() else base / text
     full, root_full = _normal(candidate), _normal(root)
+    if len(str(full).encode()) > 4000 or any(len(p.encode()) > 255 for p in full.parts):
+        # The OS would refuse it with an OSError at the first look (ENAMETOOLONG).
+        raise DataError(f"{where}: image path {name[:80]!r}... is too long")
     if not full.is_relative_to(root_full):
         raise DataError(f"{where}: image path {name!r} points outside the dataset folder {root}")
     return root / full.relative_to(root_full)

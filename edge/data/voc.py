@@ -161,7 +161,7 @@ def _image_path(filename: str | None, xml_path: Path, root: Path, image_dir: Pat
 def _int(text: str | None) -> int:
     try:
         return int(float(text)) if text is not None else 0
-    except ValueError:
+    except (ValueError, OverflowError):  # "nan", "1e999": no usable size
         return 0
 
 

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 # Files that list class names, one a line, for a folder without data.yaml (LabelImg, Darknet).
 NAMES_FILES = ("classes.txt", "names.txt", "obj.names")
+# Without a names list the class ids name the classes: a larger id is a typo or hostile, not a
+# reason to build millions of names.
+MAX_UNNAMED_CLASS_ID = 9999
 
 
 def find_yaml(folder: Path) -> Path | None:
@@ -272,6 +275,9 @@ def parse_line(
     class_id = int(values[0])
     if num_classes is not None:
         check_class_id(class_id, num_classes, where)
-    elif class_id < 0:
-        raise DataError(f"{where}: class id {class_id} is negative")
+    elif not 0 <= class_id <= MAX_UNNAMED_CLASS_ID:
+        raise DataError(
+            f"{where}: class id {class_id} is out of range 0..{MAX_UNNAMED_CLASS_ID} "
+            "(list the class names in data.yaml or classes.txt for more)"
+        )
     return class_id, check_box(box, width, height, where)

@@ -1,0 +1,138 @@
+"""`edge export`: a trained .keras detector -> ONNX (fp32, fp16, int8), verified against Keras."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from edge.cli.run import _imgsz, _positive_int
+
+log = logging.getLogger("edge")
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    from edge.export.options import PRECISIONS
+
+    values = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    bad = [p for p in values if p not in PRECISIONS]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected one or more of {', '.join(PRECISIONS)} (comma-separated), got {text!r}"
+        )
+    return values
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from edge.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+
+    p = sub.add_parser(
+        "export",
+        help="convert a trained .keras detector to ONNX (fp32, fp16, int8), verified",
+        description="Convert a trained edge detector to ONNX with tf2onnx, its contract (classes, "
+        "input size, normalisation, output format) in the file's metadata. Keras and ONNX Runtime "
+        "run the same letterboxed images and must agree (fp32: 1e-4 of the input size on boxes, "
+        "1e-4 on scores), else nothing is written. Prints each file's size, CPU latency and, "
+        "with a dataset, mAP.",
+    )
+    p.add_argument("model", type=Path, metavar="MODEL.keras", help="trained detector")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT.onnx",
+        help="output file (default: MODEL.onnx beside the model)",
+    )
+    p.add_argument("--imgsz", type=_imgsz, help="input size N or HxW (default: the model's own)")
+    p.add_argument("--batch", choices=("1", "dynamic"), default="1", help="batch dimension")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
+    )
+    p.add_argument(
+        "--precision",
+        type=_precisions,
+        default=("fp32",),
+        metavar="P[,P...]",
+        help="fp32, fp16 (for GPUs), int8 (static QDQ); several, comma-separated: the first goes "
+        "to OUT.onnx, the others to OUT_<precision>.onnx",
+    )
+    data = p.add_argument_group("verification and calibration")
+    data.add_argument(
+        "--calib-data",
+        type=Path,
+        metavar="DATA",
+        help="dataset (YOLO, COCO, VOC: also gives mAP) or image folder; default synthetic frames",
+    )
+    data.add_argument(
+        "--calib-images",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="images for parity and int8 calibration (default 32)",
+    )
+    data.add_argument(
+        "--eval-images", type=_positive_int, metavar="N", help="mAP on at most N val images"
+    )
+    data.add_argument("--no-verify", action="store_true", help="skip the Keras comparison")
+    data.add_argument(
+        "--runs", type=_positive_int, default=30, help="timed runs per file (median; default 30)"
+    )
+    data.add_argument("--seed", type=int, default=0, help="synthetic frames seed")
+    gpu = p.add_argument_group("TensorRT")
+    gpu.add_argument(
+        "--trt-cache", type=Path, metavar="DIR", help="pre-build TensorRT engines here"
+    )
+    gpu.add_argument(
+        "--no-trt-fp16", action="store_true", help="build fp32 engines (match edge run's flag)"
+    )
+    gpu.add_argument(
+        "--strict", action="store_true", help="fail when TensorRT is not available for --trt-cache"
+    )
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    _quiet_tensorflow(verbose=getattr(args, "verbose", False))
+    from edge.export import ExportOptions, export_model, format_report
+
+    options = ExportOptions(
+        imgsz=args.imgsz,
+        batch=args.batch,
+        opset=args.opset,
+        precisions=args.precision,
+        calib_data=args.calib_data,
+        calib_images=args.calib_images,
+        eval_images=args.eval_images,
+        verify=not args.no_verify,
+        latency_runs=args.runs,
+        trt_cache=args.trt_cache,
+        trt_fp16=not args.no_trt_fp16,
+        strict=args.strict,
+        seed=args.seed,
+    )
+    output = args.output or args.model.with_suffix(".onnx")
+    result = export_model(args.model, output, options)
+    print(format_report(result))
+    return 0
+
+
+def _quiet_tensorflow(verbose: bool) -> None:
+    """Export converts through TensorFlow: select that Keras backend (a .keras file loads on any)
+    and keep TensorFlow's and tf2onnx's start-up chatter out of the report unless -v."""
+    if "keras" not in sys.modules:
+        previous = os.environ.get("KERAS_BACKEND")
+        if previous and previous != "tensorflow":
+            log.info("KERAS_BACKEND=%s: export uses tensorflow", previous)
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        for name in ("tensorflow", "absl", "keras"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # tf2onnx logs a traceback when one of its optimisers fails on a graph (its transpose
+        # optimiser does on MobileNetV3's hard-swish); the conversion goes on and parity checks it.
+        logging.getLogger("tf2onnx").setLevel(logging.ERROR)

@@ -1,0 +1,263 @@
+"""`export_model`: a `.keras` detector -> verified ONNX files (fp32, fp16, int8) with their contract.
+
+Every file is built in a hidden staging folder beside the output and moved into place with
+`os.replace` only once all of them passed verification, so a failure leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.contract import ModelContract
+from edge.errors import EdgeError, ModelError
+from edge.export import convert, images, metadata, quantize, trt, verify
+from edge.export.options import TOLERANCES, ExportOptions, Tolerance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class VariantReport:
+    """One written file: its precision, size, CPU latency, parity with Keras and mAP."""
+
+    precision: str
+    path: Path
+    size_bytes: int
+    latency_ms: float | None
+    tolerance: Tolerance
+    parity: verify.Parity | None = None
+    metrics: Any = None  # edge.evaluation.EvalResult, with a dataset
+
+
+@dataclass(frozen=True, eq=False)
+class ExportResult:
+    """What `export_model` wrote and measured."""
+
+    source: Path
+    contract: ModelContract
+    input_shape: tuple[int | str, ...]
+    anchors: int
+    converter: str
+    opset: int
+    images: str
+    verified: bool
+    variants: tuple[VariantReport, ...]
+    keras_metrics: Any = None
+    trt: str | None = None
+    seconds: float = 0.0
+
+
+def output_paths(output: Path, precisions: Sequence[str]) -> list[Path]:
+    """The first precision goes to `output`, each further one to `<stem>_<precision>.onnx`."""
+    return [output] + [
+        output.with_name(f"{output.stem}_{p}{output.suffix}") for p in precisions[1:]
+    ]
+
+
+def export_model(
+    model: str | Path, output: str | Path, options: ExportOptions | None = None
+) -> ExportResult:
+    """Convert, verify and write a detector; see `ExportOptions` for the choices.
+
+    Raises:
+        ValueError: a bad argument (not a .keras/.onnx path, an input size the model cannot take).
+        ModelError: the file is missing, not a Keras model, or not an edge detector.
+        DataError: `calib_data` is missing, malformed or holds no image.
+        VerificationError: an exported file disagrees with Keras beyond its tolerance.
+        EdgeError: Keras is not on TensorFlow; TensorRT is absent with `trt_cache` and `strict`.
+    """
+    started = time.perf_counter()
+    options = options or ExportOptions()
+    source = convert.check_keras_file(model)
+    targets = output_paths(_check_output(Path(output)), options.precisions)
+    image_source = images.open_source(options.calib_data)  # bad data fails before TF loads
+    trt_state = _check_tensorrt(options)
+    loaded = convert.load_inference_model(source, options.imgsz)
+    base = convert.to_onnx(loaded.model, options.dynamic_batch, options.opset)
+    log.info("converted %s with %s, opset %d", source.name, convert.converter_name(), options.opset)
+    pictures = images.export_images(
+        image_source, options.calib_images, loaded.contract, options.eval_images, options.seed
+    )
+    reference = verify.keras_outputs(loaded.model, pictures.tensors) if options.verify else None
+    keras_metrics = _keras_map(loaded, pictures) if options.verify else None
+    provenance = {
+        **metadata.training_info(source),
+        "edge.source": source.name,
+        "edge.converter": f"{convert.converter_name()}, opset {options.opset}",
+    }
+    with _staging(targets[0].parent) as stage:
+        reports = [
+            _variant(p, t, base, loaded, pictures, reference, stage, options, provenance)
+            for p, t in zip(options.precisions, targets, strict=True)
+        ]
+        for report in reports:
+            os.replace(stage / report.path.name, report.path)
+    h, w = loaded.contract.imgsz
+    return ExportResult(
+        source=source,
+        contract=loaded.contract,
+        input_shape=("batch" if options.dynamic_batch else 1, h, w, 3),
+        anchors=int(base.graph.output[0].type.tensor_type.shape.dim[1].dim_value),
+        converter=convert.converter_name(),
+        opset=options.opset,
+        images=pictures.description,
+        verified=options.verify,
+        variants=tuple(reports),
+        keras_metrics=keras_metrics,
+        trt=_tensorrt_caches(trt_state, reports, options),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _check_output(output: Path) -> Path:
+    if output.suffix.lower() != ".onnx":
+        raise ValueError(f"-o/--output must end in .onnx, got {output.name!r}")
+    if output.is_dir():
+        raise ValueError(f"-o/--output {output} is a folder; name a .onnx file")
+    return output
+
+
+def _variant(
+    precision: str,
+    target: Path,
+    base: Any,
+    loaded: convert.InferenceModel,
+    pictures: images.ExportImages,
+    reference: verify.Outputs | None,
+    stage: Path,
+    options: ExportOptions,
+    provenance: dict[str, str],
+) -> VariantReport:
+    """Make one precision, write it to the staging folder, and verify and measure it there."""
+    import onnx
+
+    proto = _at_precision(precision, base, pictures, stage)
+    contract = metadata.export_contract(
+        loaded.contract, loaded.config, provenance, precision, options.batch
+    )
+    proto = metadata.with_metadata(proto, contract)
+    onnx.checker.check_model(proto)
+    staged = stage / target.name
+    onnx.save(proto, str(staged))
+    tolerance = TOLERANCES[precision]
+    report = VariantReport(precision, target, staged.stat().st_size, None, tolerance)
+    session = _session(staged, precision, options.verify)
+    if session is None:
+        return report
+    parity = None
+    if reference is not None:
+        got = verify.onnx_outputs(session, pictures.tensors, options.dynamic_batch)
+        parity = verify.compare(reference, got)
+        if not parity.within(tolerance, contract.imgsz):
+            raise verify.VerificationError(
+                f"the {precision} ONNX model disagrees with Keras: "
+                f"{parity.describe(tolerance, contract.imgsz)}; nothing was written"
+            )
+        log.debug("%s parity: %s", precision, parity.describe(tolerance, contract.imgsz))
+    metrics = None
+    if _can_map(contract, pictures):
+        metrics = verify.onnx_map(session, pictures.eval_samples, pictures.names)
+    latency = verify.median_latency_ms(session, pictures.tensors[0], options.latency_runs)
+    return VariantReport(precision, target, report.size_bytes, latency, tolerance, parity, metrics)
+
+
+def _at_precision(precision: str, base: Any, pictures: images.ExportImages, stage: Path) -> Any:
+    if precision == "fp16":
+        return quantize.to_fp16(base)
+    if precision == "int8":
+        return quantize.to_int8(base, pictures.tensors, convert.INPUT, stage)
+    return base
+
+
+def _session(path: Path, precision: str, verifying: bool) -> Any:
+    """The file opened by the runtime's loader on the CPU; None when it cannot run there and
+    verification is off (an fp16 file on an ONNX Runtime without CPU kernels for it)."""
+    from edge.session import ModelSession, SessionOptions
+
+    try:
+        return ModelSession(path, SessionOptions(device="cpu", warmup=0))
+    except ModelError as exc:
+        if verifying:
+            raise verify.VerificationError(
+                f"the {precision} model does not run on ONNX Runtime's CPU here, so it cannot be "
+                f"verified ({exc}); {precision} targets GPUs: --no-verify writes it unverified"
+            ) from None
+        log.warning("%s: not runnable on the CPU here (%s); latency not measured", precision, exc)
+        return None
+
+
+def _can_map(contract: ModelContract, pictures: images.ExportImages) -> bool:
+    if not pictures.eval_samples:
+        return False
+    if len(pictures.names) != contract.num_classes:
+        log.warning(
+            "no mAP: the dataset has %d classes, the model %d",
+            len(pictures.names),
+            contract.num_classes,
+        )
+        return False
+    return True
+
+
+def _keras_map(loaded: convert.InferenceModel, pictures: images.ExportImages) -> Any:
+    if not _can_map(loaded.contract, pictures):
+        return None
+    return verify.keras_map(loaded.model, pictures.eval_samples, pictures.names)
+
+
+@contextlib.contextmanager
+def _staging(folder: Path) -> Iterator[Path]:
+    """A hidden temporary folder inside `folder` (created if needed), removed on the way out;
+    on failure the folders this created are removed too."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".edge-export-", suffix=".partial", dir=folder))
+    ok = False
+    try:
+        yield stage
+        ok = True
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not ok:
+            for path in created:  # innermost first
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+
+
+def _check_tensorrt(options: ExportOptions) -> tuple[bool, str] | None:
+    """Whether TensorRT runs here, asked before converting so `strict` fails fast."""
+    if options.trt_cache is None:
+        return None
+    available, providers = trt.tensorrt_available()
+    if not available and options.strict:
+        raise EdgeError(
+            f"--trt-cache: TensorRT is not available here (ONNX Runtime runs {providers}); "
+            "drop --strict to export without an engine cache"
+        )
+    return available, providers
+
+
+def _tensorrt_caches(
+    state: tuple[bool, str] | None, reports: Sequence[VariantReport], options: ExportOptions
+) -> str | None:
+    if state is None or options.trt_cache is None:
+        return None
+    available, providers = state
+    if not available:
+        msg = f"TensorRT is not available here (ONNX Runtime runs {providers}); no engine cache"
+        log.warning("--trt-cache skipped: %s", msg)
+        return msg
+    built = []
+    for report in reports:
+        seconds = trt.build_cache(report.path, options.trt_cache, options.trt_fp16)
+        built.append(f"{report.path.name} {seconds:.1f} s")
+    return f"TensorRT engines cached in {options.trt_cache}: {', '.join(built)}"

@@ -1,0 +1,106 @@
+"""Export options and the verification tolerances, validated before any heavy import.
+
+Importing this module is cheap (no TensorFlow, Keras or tf2onnx), so bad arguments fail fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PRECISIONS = ("fp32", "fp16", "int8")
+BATCHES = ("1", "dynamic")
+# 13 is the first opset with per-channel QuantizeLinear/DequantizeLinear (int8 export) and the
+# ops tf2onnx emits for our heads; 18 is the newest opset tf2onnx 1.17 maps to an ONNX IR version
+# (a test checks this against the installed tf2onnx).
+MIN_OPSET = 13
+MAX_OPSET = 18
+DEFAULT_OPSET = 17
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Largest allowed |ONNX - Keras| over every anchor of every verification image, taken as
+    the maximum (`statistic="max"`) or the mean (`"mean"`).
+
+    `boxes` is relative to the box scale, the input's longer side in pixels (boxes are xyxy input
+    pixels, so an error of `boxes * max(H, W)` pixels); `scores` is absolute (scores are 0..1).
+    """
+
+    boxes: float
+    scores: float
+    statistic: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.statistic not in ("max", "mean"):
+            raise ValueError(f"statistic must be max or mean, got {self.statistic!r}")
+
+    def box_pixels(self, imgsz: tuple[int, int]) -> float:
+        return self.boxes * max(imgsz)
+
+
+# fp32 must match Keras to float rounding. fp16 carries ~3 significant digits through the network
+# (the box decoding stays float32), so a few anchors with large logits move by a few hundredths.
+# int8 is judged on the mean: a handful of anchors near a quantisation step can move a lot (up
+# to 0.5 in score on an untrained net) while the detections hold; with a dataset, mAP is the
+# measure of int8. Both quantised bounds catch a broken conversion (garbage, wrong calibration).
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(boxes=1e-4, scores=1e-4),
+    "fp16": Tolerance(boxes=1e-2, scores=5e-2),
+    "int8": Tolerance(boxes=2e-2, scores=5e-2, statistic="mean"),
+}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export. The first of `precisions` is written to the output path, each further one
+    to `<stem>_<precision>.onnx` beside it.
+
+    `imgsz` (height, width) None keeps the model's own input size. `calib_data` is a dataset (YOLO,
+    COCO or VOC: gives mAP too) or a folder of images; None renders synthetic frames. `calib_images`
+    images calibrate int8 and check parity; mAP uses the dataset's val split, at most
+    `eval_images` of it (None: all). `trt_cache` pre-builds TensorRT engines there when a GPU with
+    TensorRT is present; `strict` makes its absence an error.
+    """
+
+    imgsz: tuple[int, int] | None = None
+    batch: str = "1"
+    opset: int = DEFAULT_OPSET
+    precisions: tuple[str, ...] = ("fp32",)
+    calib_data: Path | None = None
+    calib_images: int = 32
+    eval_images: int | None = None
+    verify: bool = True
+    latency_runs: int = 30
+    trt_cache: Path | None = None
+    trt_fp16: bool = True
+    strict: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch not in BATCHES:
+            raise ValueError(f"--batch must be 1 or dynamic, got {self.batch!r}")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ValueError(
+                f"--opset must be in [{MIN_OPSET}, {MAX_OPSET}] (what tf2onnx converts and int8 "
+                f"needs), got {self.opset}"
+            )
+        if not self.precisions:
+            raise ValueError(f"--precision needs at least one of {', '.join(PRECISIONS)}")
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise ValueError(f"--precision must be among {', '.join(PRECISIONS)}, got {p!r}")
+        if len(set(self.precisions)) != len(self.precisions):
+            raise ValueError(f"--precision lists a precision twice: {','.join(self.precisions)}")
+        if self.imgsz is not None and (len(self.imgsz) != 2 or min(self.imgsz) < 1):
+            raise ValueError(f"--imgsz must be two positive integers, got {self.imgsz}")
+        if self.calib_images < 1:
+            raise ValueError(f"--calib-images must be at least 1, got {self.calib_images}")
+        if self.eval_images is not None and self.eval_images < 1:
+            raise ValueError(f"--eval-images must be at least 1, got {self.eval_images}")
+        if self.latency_runs < 1:
+            raise ValueError(f"--runs must be at least 1, got {self.latency_runs}")
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.batch == "dynamic"

@@ -1,0 +1,170 @@
+"""Per-frame, per-stage spans as a Chrome trace (JSON array of trace events).
+
+Perfetto (ui.perfetto.dev) and chrome://tracing open the file: each source is a process, each
+stage a track (wait, preprocess, inference, postprocess, render, sink), and whole frames, capture
+to written, sit on "frame" tracks below them, so the time of a slow frame can be followed stage by
+stage. Events are streamed to a temporary file and renamed into place on close. The array form is
+used because its closing bracket is optional to both viewers: even the temporary file of a killed
+run opens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from edge.telemetry import FrameRecord
+
+STAGE_TRACKS = ("wait", "preprocess", "inference", "postprocess", "render", "sink")
+_FRAME_TID = 10  # frame lanes are tids 10, 11, ...: overlapping frames need separate tracks
+
+
+@dataclass(frozen=True)
+class FrameSpans:
+    """When each stage of one frame began and ended, in `time.perf_counter_ns()`.
+
+    `batch` is how many frames shared the inference call.
+    """
+
+    source: str
+    frame: int
+    captured_ns: int
+    wait_start_ns: int
+    prep_start_ns: int
+    prep_end_ns: int
+    inf_start_ns: int
+    inf_end_ns: int
+    post_start_ns: int
+    post_end_ns: int
+    render_end_ns: int
+    sink_end_ns: int
+    batch: int = 1
+
+    def stages(self) -> list[tuple[str, int, int]]:
+        """(stage, start_ns, end_ns) in STAGE_TRACKS order."""
+        return [
+            ("wait", self.wait_start_ns, self.prep_start_ns),
+            ("preprocess", self.prep_start_ns, self.prep_end_ns),
+            ("inference", self.inf_start_ns, self.inf_end_ns),
+            ("postprocess", self.post_start_ns, self.post_end_ns),
+            ("render", self.post_end_ns, self.render_end_ns),
+            ("sink", self.render_end_ns, self.sink_end_ns),
+        ]
+
+
+class FrameObserver(Protocol):
+    """Told about every finished frame: its telemetry record and its stage spans."""
+
+    def observe(self, record: FrameRecord, spans: FrameSpans) -> None: ...
+
+
+class TraceWriter:
+    """Writes a Chrome trace of every observed frame to `path` (.json); a context manager."""
+
+    def __init__(self, path: str | Path, origin_ns: int | None = None) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() != ".json":
+            raise ValueError(f"--trace {path}: use a .json file name")
+        if not self.path.parent.exists():
+            raise ValueError(f"--trace {path}: folder {self.path.parent} does not exist")
+        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
+        self._fh.write("[")
+        self._t0 = time.perf_counter_ns() if origin_ns is None else origin_ns
+        self._lock = threading.Lock()  # observe (finishing thread) against close (main thread)
+        self._pids: dict[str, int] = {}
+        self._lanes: dict[int, list[int]] = {}  # per pid: when each frame lane is free again
+        self._count = 0
+        self._last_flush = time.monotonic()
+        self.frames = 0
+
+    def _us(self, ns: int) -> float:
+        return round((ns - self._t0) / 1000, 3)
+
+    def _emit(self, event: dict) -> None:
+        line = json.dumps(event, separators=(",", ":"))
+        self._fh.write(("\n" if self._count == 0 else ",\n") + line)
+        self._count += 1
+
+    def _pid(self, source: str) -> int:
+        pid = self._pids.get(source)
+        if pid is None:
+            pid = self._pids[source] = len(self._pids) + 1
+            self._lanes[pid] = []
+            meta = {"ph": "M", "pid": pid}
+            self._emit({**meta, "name": "process_name", "args": {"name": source or "source"}})
+            self._emit({**meta, "name": "process_sort_index", "args": {"sort_index": pid}})
+            for tid, stage in enumerate(STAGE_TRACKS, start=1):
+                self._thread_name(pid, tid, stage)
+        return pid
+
+    def _thread_name(self, pid: int, tid: int, name: str) -> None:
+        meta = {"ph": "M", "pid": pid, "tid": tid}
+        self._emit({**meta, "name": "thread_name", "args": {"name": name}})
+        self._emit({**meta, "name": "thread_sort_index", "args": {"sort_index": tid}})
+
+    def _lane(self, pid: int, start_ns: int, end_ns: int) -> int:
+        lanes = self._lanes[pid]
+        for i, free_at in enumerate(lanes):
+            if free_at <= start_ns:
+                lanes[i] = end_ns
+                return _FRAME_TID + i
+        lanes.append(end_ns)
+        tid = _FRAME_TID + len(lanes) - 1
+        self._thread_name(pid, tid, f"frame (capture to written) {len(lanes)}")
+        return tid
+
+    def _span(self, pid: int, tid: int, name: str, start: int, end: int, **extra: object) -> None:
+        dur = round(max(end - start, 0) / 1000, 3)
+        event = {"ph": "X", "pid": pid, "tid": tid, "name": name, "ts": self._us(start), "dur": dur}
+        self._emit({**event, **extra})
+
+    def observe(self, record: FrameRecord, spans: FrameSpans) -> None:
+        with self._lock:
+            if self._fh.closed:
+                return
+            pid = self._pid(spans.source)
+            for tid, (stage, start, end) in enumerate(spans.stages(), start=1):
+                args: dict[str, object] = {"frame": spans.frame}
+                if stage == "inference":
+                    args["batch"] = spans.batch
+                self._span(pid, tid, stage, start, end, cat="stage", args=args)
+            end = spans.sink_end_ns
+            tid = self._lane(pid, spans.captured_ns, end)
+            name = f"frame {spans.frame}"
+            self._span(pid, tid, name, spans.captured_ns, end, cat="frame", args=asdict(record))
+            self.frames += 1
+            if time.monotonic() - self._last_flush > 1.0:
+                self._fh.flush()
+                self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Finish the array and rename the file into place. Safe to call twice."""
+        with self._lock:
+            if self._fh.closed:
+                return
+            self._fh.write("\n]\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            os.replace(self._tmp, self.path)
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_trace(path: str | Path) -> list[dict]:
+    """The events of a trace file, in either of Chrome's two forms (array or traceEvents)."""
+    text = Path(path).read_text(encoding="utf-8").strip()
+    if text.startswith("[") and not text.endswith("]"):
+        text = text.rstrip(",\n") + "]"  # the array form may lack its closing bracket
+    data = json.loads(text)
+    return data["traceEvents"] if isinstance(data, dict) else data

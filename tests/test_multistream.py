@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from batch_models import batch_detector
+from test_cli_run import edge
+
+from edge.errors import SourceError
+from edge.multistream import MultiLoop, _Inbox, per_source_path, stream_ids
+from edge.pipeline import Loop, LoopOptions
+from edge.session import ModelSession
+from edge.sinks import Sink
+from edge.sources import SequentialSource, SourceOptions, open_source
+from edge.trace import TraceWriter, read_trace
+from edge.types import Detections, Frame
+
+
+class Collect(Sink):
+    """Every frame's boxes, per stream."""
+
+    needs_image = False
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
+
+    def write(self, frame: Frame, detections: Detections, annotated: np.ndarray | None) -> bool:
+        self.rows[frame.source_id].append((frame.index, detections.xyxy.copy()))
+        return True
+
+
+def synthetic(seed: int, realtime: bool = False, fps: float = 30.0):
+    opts = SourceOptions(width=128, height=96, synthetic_seed=seed, realtime=realtime, fps=fps)
+    return open_source("synthetic", opts)
+
+
+@pytest.fixture
+def batch_model(tmp_path: Path) -> Path:
+    return batch_detector(tmp_path / "batch.onnx")
+
+
+@pytest.mark.parametrize(
+    ("names", "ids"),
+    [
+        (["a", "b"], ["a", "b"]),
+        (["cam", "cam", "x"], ["cam #0", "cam #1", "x"]),
+        (["s", "t", "s"], ["s #0", "t", "s #2"]),
+    ],
+)
+def test_stream_ids(names, ids):
+    assert stream_ids(names) == ids
+
+
+def test_per_source_path():
+    assert per_source_path(Path("d/out.mp4"), 2) == Path("d/out.2.mp4")
+
+
+def test_inbox_round_robin_and_bounded_wait():
+    box = _Inbox([2, 2, 2])
+    for i in (0, 1, 2):
+        box.put(i, f"x{i}")  # type: ignore[arg-type]
+    assert box.take(1, 0.0, start=1) == [(1, "x1")]
+    assert box.take(3, 0.0, start=2) == [(2, "x2"), (0, "x0")]
+    box.put(0, "y0")  # type: ignore[arg-type]
+    started = time.monotonic()
+    assert box.take(3, 0.05, start=0) == [(0, "y0")]  # the others never came: waited 50 ms
+    assert 0.04 < time.monotonic() - started < 1.0
+    assert box.take(3, 0.0, start=0, poll_s=0.01) == []  # nothing ready yet
+    for i in (0, 1, 2):
+        box.finish(i)
+    assert box.take(3, 0.0, start=0) is None  # every stream has ended
+
+
+def test_inbox_does_not_wait_for_a_stream_out_of_step():
+    box = _Inbox([1, 1])
+    for k in range(2):  # stream 1 delivers every 0.3 s
+        box.put(1, f"s1-{k}")  # type: ignore[arg-type]
+        assert box.take(2, 0.0, start=1) == [(1, f"s1-{k}")]
+        if k == 0:
+            time.sleep(0.3)
+    box.put(0, "s0")  # type: ignore[arg-type]
+    started = time.monotonic()
+    assert box.take(2, 0.2, start=0) == [(0, "s0")]  # stream 1 is due in 0.3 s: no wait
+    assert time.monotonic() - started < 0.1
+
+
+def run_many(model: Path, seeds: list[int], frames: int, batch: bool = True):
+    session = ModelSession(model)
+    sink = Collect()
+    sources = [synthetic(s) for s in seeds]
+    try:
+        loop = MultiLoop(session, sources, [sink], LoopOptions(max_frames=frames), batch=batch)
+        return loop, loop.run(), sink
+    finally:
+        for s in sources:
+            s.close()
+
+
+def test_batched_results_equal_one_stream_at_a_time(batch_model):
+    loop, result, sink = run_many(batch_model, [0, 1, 2], 12)
+    assert loop.batched and loop.most == 3
+    assert result.stopped_by == "max_frames"
+    assert sum(size * n for size, n in result.batch_sizes.items()) == 36
+    assert max(result.batch_sizes) == 3  # file-like sources: full batches
+    assert list(sink.rows) == ["synthetic #0", "synthetic #1", "synthetic #2"]
+    session = ModelSession(batch_model)
+    for seed, sid in enumerate(sink.rows):
+        single = Collect()
+        with synthetic(seed) as src:
+            Loop(session, src, [single], LoopOptions(max_frames=12)).run()
+        got, want = sink.rows[sid], single.rows["synthetic"]
+        assert [i for i, _ in got] == [i for i, _ in want] == list(range(12))
+        for (_, a), (_, b) in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-3)
+    # the model shifts boxes by the image mean: streams really differ, so a mix-up would show
+    firsts = [rows[0][1][0, 0] for rows in sink.rows.values()]
+    assert len({round(float(x), 1) for x in firsts}) == 3
+
+
+def test_fixed_batch_model_runs_one_frame_a_call_round_robin(tiny_model):
+    loop, result, sink = run_many(tiny_model, [0, 1], 7)
+    assert not loop.batched
+    assert dict(result.batch_sizes) == {1: 14}
+    assert [len(r) for r in sink.rows.values()] == [7, 7]
+    assert result.collector.frames == 14
+    for s in result.streams.values():
+        assert s.collector.frames == 7
+
+
+def test_live_streams_batch_with_bounded_wait(batch_model, tmp_path):
+    session = ModelSession(batch_model)
+    sources = [synthetic(s, realtime=True, fps=30) for s in range(3)]
+    trace = tmp_path / "t.json"
+    try:
+        with TraceWriter(trace) as tw:
+            loop = MultiLoop(
+                session, sources, [], LoopOptions(duration=1.5), observers=[tw], batch_wait_ms=5
+            )
+            result = loop.run()
+    finally:
+        for s in sources:
+            s.close()
+    assert result.stopped_by == "duration"
+    for s in result.streams.values():
+        assert s.collector.frames > 15  # each stream runs near its 30 FPS
+        # The frame waits at most one frame interval in its queue plus the batch wait.
+        assert s.collector.stats("age_ms").p50 < 1000 / 30 + 5 + 25
+    events = read_trace(trace)
+    pids = {e["args"]["name"] for e in events if e.get("name") == "process_name"}
+    assert pids == set(result.streams)
+    batches = [e["args"]["batch"] for e in events if e.get("name") == "inference"]
+    assert max(batches) >= 2
+
+
+def test_stop_event_and_reader_errors(batch_model):
+    session = ModelSession(batch_model)
+    stop = threading.Event()
+    sources = [synthetic(0, realtime=True), synthetic(1, realtime=True)]
+    threading.Timer(0.5, stop.set).start()
+    try:
+        result = MultiLoop(session, sources, [], LoopOptions(), stop=stop).run()
+    finally:
+        for s in sources:
+            s.close()
+    assert result.stopped_by == "signal"
+
+    def broken() -> tuple[np.ndarray, None]:
+        raise SourceError("camera fell off")
+
+    bad = SequentialSource("bad", broken, None)
+    with synthetic(0) as good, pytest.raises(SourceError, match="fell off"):
+        MultiLoop(session, [good, bad], [], LoopOptions(max_frames=50)).run()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [({"batch_wait_ms": -1}, "--batch-wait-ms"), ({"ids": ["a", "a"]}, "unique")],
+)
+def test_bad_arguments(batch_model, kwargs, needle):
+    with synthetic(0) as a, synthetic(1) as b, pytest.raises(ValueError, match=needle):
+        MultiLoop(ModelSession(batch_model), [a, b], **kwargs)
+
+
+def test_cli_several_sources(tmp_path, batch_model):
+    listing = tmp_path / "more.txt"
+    listing.write_text("# a comment\n\nsynthetic\n")
+    r = edge(
+        "run", "--model", str(batch_model), "--source", "synthetic", "--source", "synthetic",
+        "--sources", str(listing), "--max-frames", "6", "--width", "160", "--height", "120",
+        "--track", "--save", str(tmp_path / "out.mp4"), "--jsonl", str(tmp_path / "d.jsonl"),
+        "--telemetry", str(tmp_path / "t.jsonl"), "--trace", str(tmp_path / "t.json"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "3 streams" in r.stdout and "batch 3" in r.stdout
+    ids = ["synthetic #0", "synthetic #1", "synthetic #2"]
+    for sid in ids:
+        assert f"stream {sid}: 6 frames" in r.stdout
+    for i in range(3):
+        cap = cv2.VideoCapture(str(tmp_path / f"out.{i}.mp4"))
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        assert n == 6
+    rows = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert sorted({row["source"] for row in rows}) == ids and len(rows) == 18
+    assert all(d["track_id"] in (1, 2) for row in rows for d in row["detections"])
+    tele = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert sorted(row["source"] for row in tele) == sorted(ids * 6)
+    json.loads((tmp_path / "t.json").read_text())
+    r = edge("run", "--model", str(batch_model), "--source", "synthetic", "--source", "synthetic",
+             "--max-frames", "3", "--no-batch", "-q")  # fmt: skip
+    assert r.returncode == 0 and "inference calls: 6 x batch 1" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--sources", "missing.txt"], "--sources missing.txt: no such file"),
+        (["--source", "synthetic", "--source", "missing.mp4"], "no such file"),
+        (["--source", "a", "--source", "b", "--batch-wait-ms", "-1"], "--batch-wait-ms"),
+        (["--serve", "host:port"], "--serve"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, tiny_model, args, needle):
+    r = edge("run", "--model", str(tiny_model), "--max-frames", "2", *args, cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
