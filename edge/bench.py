@@ -196,10 +196,10 @@ def bench_keras(
             f"keras compiled call ({keras.backend.backend()})", "keras-call", "cpu", "fp32", ms
         )
     )
-    from edge.export import export_model
+    from edge.export import ExportOptions, export_model
 
     onnx_path = Path(tempfile.mkdtemp(prefix="edge-bench-")) / f"{model_path.stem}.onnx"
-    export_model(model_path, onnx_path, imgsz=h, verify=False)
+    export_model(model_path, onnx_path, ExportOptions(imgsz=(h, w), verify=False))
     return results, onnx_path, (h, w)
 
 
