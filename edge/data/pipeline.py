@@ -123,7 +123,9 @@ class TrainBatches:
                 self._orders = {epoch: rng.permutation(n) if self.shuffle else np.arange(n)}
             return self._orders[epoch]
 
-    def batch(self, epoch: int, index: int, *, mosaic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def batch(
+        self, epoch: int, index: int, *, mosaic: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Batch `index` of `epoch`; `mosaic=False` turns mosaic off (the last epochs)."""
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} outside [0, {len(self)})")
@@ -156,7 +158,10 @@ class TrainBatches:
         zoom = 1.0 + rng.uniform(-aug.scale, aug.scale)
         shift = rng.uniform(-aug.translate, aug.translate, 2) * s
         matrix = np.array(
-            [[zoom, 0.0, s / 2 + shift[0] - zoom * centre[0]], [0.0, zoom, s / 2 + shift[1] - zoom * centre[1]]],
+            [
+                [zoom, 0.0, s / 2 + shift[0] - zoom * centre[0]],
+                [0.0, zoom, s / 2 + shift[1] - zoom * centre[1]],
+            ],
             np.float32,
         )
         image = cv2.warpAffine(
@@ -217,7 +222,9 @@ def load_resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
     ratio = size / max(h, w)
     if ratio != 1.0:
         new = (max(round(w * ratio), 1), max(round(h * ratio), 1))
-        image = cv2.resize(image, new, interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
+        image = cv2.resize(
+            image, new, interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+        )
     sx = image.shape[1] / max(sample.width, 1)
     sy = image.shape[0] / max(sample.height, 1)
     boxes = sample.boxes * np.array([sx, sy, sx, sy], np.float32)
@@ -292,7 +299,9 @@ def iterate(
                 future.cancel()
 
 
-def benchmark(batches: TrainBatches, *, steps: int = 20, workers: int = 4, warmup: int = 2) -> dict[str, float]:
+def benchmark(
+    batches: TrainBatches, *, steps: int = 20, workers: int = 4, warmup: int = 2
+) -> dict[str, float]:
     """Batches per second the pipeline alone delivers (no model): is input the bottleneck?"""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

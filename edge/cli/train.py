@@ -1,0 +1,170 @@
+"""`edge train`: train a detector on a YOLO, COCO or VOC dataset; writes best.keras and last.keras."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    from edge.data.dataset import Dataset
+
+log = logging.getLogger("edge")
+
+BACKENDS = {"tf": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
+
+
+def _count(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _imgsz(text: str) -> int:
+    value = _count(text, 32)
+    if value % 32:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 32, got {value}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from edge.training.options import DEFAULT_MODEL, MODELS
+
+    p = sub.add_parser(
+        "train",
+        help="train a detector (Keras 3) on a dataset",
+        description=(
+            "Train an anchor-free detector on a YOLO, COCO or VOC dataset. Every epoch logs the "
+            "losses, learning rate and val mAP50 / mAP50-95 to OUT/results.csv and writes "
+            "OUT/last.keras and OUT/best.keras; --resume continues an interrupted run. The "
+            "Keras backend is KERAS_BACKEND (or --backend); several GPUs are used together."
+        ),
+    )
+    p.add_argument("--data", help="dataset folder or file (needed unless --resume)")
+    p.add_argument("--out", required=True, type=Path, help="run folder for models and logs")
+    p.add_argument(
+        "--model", choices=MODELS, default=None, help=f"backbone (default {DEFAULT_MODEL})"
+    )
+    p.add_argument("--imgsz", type=_imgsz, default=320, help="square input size (default 320)")
+    p.add_argument("--epochs", type=lambda t: _count(t, 1), default=100, help="default 100")
+    p.add_argument("--batch", type=lambda t: _count(t, 1), default=16, help="global batch size")
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        metavar="imagenet|none|PATH",
+        help="backbone initialisation (default imagenet, downloaded once into ~/.keras)",
+    )
+    p.add_argument("--init", metavar="MODEL.keras", help="start from a detector trained before")
+    p.add_argument(
+        "--freeze-backbone-epochs",
+        type=lambda t: _count(t, 0),
+        default=0,
+        metavar="N",
+        help="train only neck and head for the first N epochs",
+    )
+    p.add_argument(
+        "--precision", choices=("fp32", "mixed"), default="fp32", help="mixed: float16 on GPU"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--backend", choices=sorted(BACKENDS), help="Keras backend (sets KERAS_BACKEND)")
+    p.add_argument("--workers", type=lambda t: _count(t, 1), default=4, help="decode threads")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--devices", type=lambda t: _count(t, 1), help="use N devices (default all)")
+    p.add_argument("--lr", type=_positive, default=2e-3, help="peak learning rate (AdamW)")
+    p.add_argument(
+        "--width",
+        type=lambda t: _count(t, 8),
+        default=None,
+        help="neck/head channels (default: the backbone's; smaller is faster)",
+    )
+    p.add_argument("--no-augment", action="store_true", help="no augmentation (debugging)")
+    p.add_argument(
+        "--jit", choices=("auto", "on", "off"), default="auto", help="XLA (auto: on for GPUs)"
+    )
+    multi = p.add_argument_group("several machines (JAX backend)")
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    multi.add_argument("--num-processes", type=lambda t: _count(t, 1), default=1)
+    multi.add_argument("--process-id", type=lambda t: _count(t, 0), default=0)
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    _select_backend(args.backend)
+    from edge.data.pipeline import Augment
+    from edge.training import TrainOptions, train
+    from edge.training.options import DEFAULT_MODEL
+
+    if not args.resume and not args.data:
+        raise EdgeError("--data is required (unless --resume)")
+    weights = None if args.weights.lower() in ("none", "") else args.weights
+    options = TrainOptions(
+        data=str(Path(args.data).resolve()) if args.data else None,
+        model=args.model or DEFAULT_MODEL,
+        imgsz=args.imgsz,
+        epochs=args.epochs,
+        batch=args.batch,
+        weights=weights,
+        init=args.init,
+        freeze_backbone_epochs=args.freeze_backbone_epochs,
+        precision=args.precision,
+        workers=args.workers,
+        seed=args.seed,
+        devices=args.devices,
+        lr=args.lr,
+        width=args.width,
+        augment=Augment.off() if args.no_augment else Augment(),
+        jit={"auto": None, "on": True, "off": False}[args.jit],
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
+    dataset = _dataset(args)
+    result = train(dataset, args.out, options, resume=args.resume)
+    log.info("done: %d epochs; best %s, last %s", result.epochs, result.best, result.last)
+    return 0
+
+
+def _dataset(args: argparse.Namespace) -> Dataset:
+    from edge.data import load_dataset
+    from edge.training import TrainOptions
+
+    data = args.data
+    if data is None:  # --resume alone: the dataset the run was started on
+        saved = args.out / "options.json"
+        data = TrainOptions.from_json(saved.read_text()).data if saved.is_file() else None
+        if not data:
+            raise EdgeError(f"{args.out}: no recorded dataset; pass --data with --resume")
+    return load_dataset(data)
+
+
+def _select_backend(choice: str | None) -> None:
+    """Set KERAS_BACKEND before Keras is imported; refuse to switch once it is."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    if choice is None:
+        return
+    backend = BACKENDS[choice]
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != backend:
+        raise EdgeError(
+            f"Keras is already running on {keras.backend.backend()}; cannot switch to {backend}"
+        )
+    os.environ["KERAS_BACKEND"] = backend

@@ -1,0 +1,35 @@
+"""The detector family (Keras 3, backend-agnostic): build, convert for inference, describe.
+
+Importing this package imports Keras and registers every class a saved detector needs, so
+`keras.saving.load_model("best.keras")` works after `import edge.model`.
+"""
+
+from __future__ import annotations
+
+from edge.model.backbone import BACKBONES, NAMES, STRIDES
+from edge.model.decode import DecodeBoxes, anchor_points
+from edge.model.detector import (
+    DEFAULT_BACKBONE,
+    Detector,
+    build_detector,
+    contract_for,
+    inference_model,
+)
+from edge.model.losses import DetectionLoss
+from edge.model.transfer import load_detector, transfer_weights
+
+__all__ = [
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "NAMES",
+    "STRIDES",
+    "DecodeBoxes",
+    "DetectionLoss",
+    "Detector",
+    "anchor_points",
+    "build_detector",
+    "contract_for",
+    "inference_model",
+    "load_detector",
+    "transfer_weights",
+]

@@ -1,0 +1,118 @@
+"""Where training runs: one device, MirroredStrategy (TensorFlow) or DataParallel (JAX).
+
+Several visible accelerators are used together by default; `devices` caps the count. With no
+accelerator, the visible CPU devices form the pool (one, unless split for testing). JAX also
+spans machines: every process calls `keras.distribution.initialize` and reads its own shard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The devices of this run; `scope()` is where models and optimizers must be created."""
+
+    backend: str
+    devices: tuple[str, ...]
+    accelerator: bool
+    strategy: Any = None  # a tf.distribute.Strategy on TensorFlow with several devices
+    process_id: int = 0
+    num_processes: int = 1
+
+    @property
+    def replicas(self) -> int:
+        return len(self.devices)
+
+    @property
+    def chief(self) -> bool:
+        """Whether this process writes files (process 0 of a multi-machine run)."""
+        return self.process_id == 0
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        if self.strategy is None:
+            yield
+        else:
+            with self.strategy.scope():
+                yield
+
+
+def place(
+    devices: int | None = None,
+    *,
+    coordinator: str | None = None,
+    num_processes: int = 1,
+    process_id: int = 0,
+) -> Placement:
+    """Pick the devices for this run and set up their distribution (call before building)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return _place_jax(devices, coordinator, num_processes, process_id)
+    if coordinator is not None or num_processes > 1:
+        raise EdgeError("multi-machine training needs the JAX backend (KERAS_BACKEND=jax)")
+    if backend == "tensorflow":
+        return _place_tensorflow(devices)
+    if devices not in (None, 1):
+        raise EdgeError(f"several devices need the tensorflow or jax backend, not {backend}")
+    return Placement(backend, ("default",), accelerator=False)
+
+
+def _choose(pool: list[str], devices: int | None, kind: str) -> list[str]:
+    n = len(pool) if devices is None else devices
+    if n > len(pool):
+        raise EdgeError(f"asked for {n} devices but only {len(pool)} {kind} device(s) are visible")
+    return pool[:n]
+
+
+def _place_jax(
+    devices: int | None, coordinator: str | None, num_processes: int, process_id: int
+) -> Placement:
+    if coordinator is not None:
+        keras.distribution.initialize(coordinator, num_processes, process_id)
+    try:
+        pool, accelerator = list(keras.distribution.list_devices("gpu")), True
+    except RuntimeError:
+        pool, accelerator = [], False
+    if not pool:
+        pool, accelerator = list(keras.distribution.list_devices("cpu")), False
+    chosen = _choose(pool, devices, "gpu" if accelerator else "cpu")
+    if len(chosen) > 1:
+        # Several processes: each already reads its own shard (see edge.training.loop).
+        distribution = keras.distribution.DataParallel(
+            devices=chosen, auto_shard_dataset=num_processes == 1
+        )
+        keras.distribution.set_distribution(distribution)
+    log.info("jax: training on %d device(s): %s", len(chosen), ", ".join(map(str, chosen)))
+    return Placement("jax", tuple(map(str, chosen)), accelerator, None, process_id, num_processes)
+
+
+def _place_tensorflow(devices: int | None) -> Placement:
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    pool = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+    chosen = _choose(pool, devices, "gpu" if gpus else "cpu")
+    strategy = tf.distribute.MirroredStrategy(chosen) if len(chosen) > 1 else None
+    log.info("tensorflow: training on %d device(s): %s", len(chosen), ", ".join(chosen))
+    return Placement("tensorflow", tuple(chosen), bool(gpus), strategy)
+
+
+def set_precision(precision: str, placement: Placement) -> str:
+    """Set Keras' global dtype policy; "mixed" means float16 compute on accelerators only."""
+    if precision == "mixed" and not placement.accelerator:
+        log.warning("--precision mixed needs a GPU; training in fp32 on the CPU")
+        precision = "fp32"
+    keras.config.set_dtype_policy("mixed_float16" if precision == "mixed" else "float32")
+    return precision
