@@ -40,23 +40,79 @@ def main(argv: list[str] | None = None) -> int:
     for d in (data, test):
         if d.exists():
             shutil.rmtree(d)
-    edge("data", "synth", "--out", str(data), "--images", str(args.images), "--seed", "1",
-         "--imgsz", str(args.imgsz), "--val-fraction", "0.1")
+    edge(
+        "data",
+        "synth",
+        "--out",
+        str(data),
+        "--images",
+        str(args.images),
+        "--seed",
+        "1",
+        "--imgsz",
+        str(args.imgsz),
+        "--val-fraction",
+        "0.1",
+    )
     # A fresh synthetic set with another seed: the held-out check of the target mAP50 >= 0.90.
-    edge("data", "synth", "--out", str(test), "--images", "600", "--seed", "2026",
-         "--imgsz", str(args.imgsz), "--val-fraction", "0.5")
-    train = ["train", "--data", str(data), "--out", str(run), "--model", args.model, "--weights", "none",
-             "--imgsz", str(args.imgsz), "--epochs", str(args.epochs), "--batch", "16", "--seed", "0",
-             "--width", str(args.width)]
+    edge(
+        "data",
+        "synth",
+        "--out",
+        str(test),
+        "--images",
+        "600",
+        "--seed",
+        "2026",
+        "--imgsz",
+        str(args.imgsz),
+        "--val-fraction",
+        "0.5",
+    )
+    train = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--model",
+        args.model,
+        "--weights",
+        "none",
+        "--imgsz",
+        str(args.imgsz),
+        "--epochs",
+        str(args.epochs),
+        "--batch",
+        "16",
+        "--seed",
+        "0",
+        "--width",
+        str(args.width),
+    ]
     if (run / "last.keras").exists():
         train.append("--resume")
     edge(*train)
     args.out.mkdir(exist_ok=True)
-    edge("export", str(run / "best.keras"), "-o", str(args.out / "default.onnx"), "--calib-data", str(test))
+    edge(
+        "export",
+        str(run / "best.keras"),
+        "-o",
+        str(args.out / "default.onnx"),
+        "--calib-data",
+        str(test),
+    )
     shutil.copyfile(run / "best.keras", args.out / ".default.keras.partial")
     (args.out / ".default.keras.partial").replace(args.out / "default.keras")
-    edge("eval", "--model", str(args.out / "default.onnx"), "--data", str(test), "--json",
-         str(args.work / "eval_default.json"))
+    edge(
+        "eval",
+        "--model",
+        str(args.out / "default.onnx"),
+        "--data",
+        str(test),
+        "--json",
+        str(args.work / "eval_default.json"),
+    )
     return 0
 
 
