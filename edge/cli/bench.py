@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge.cli.run import _imgsz, _positive_int
+from edge.cli.argtypes import imgsz, positive_int
 from edge.errors import ModelError
 
 
@@ -24,9 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=("all", "cpu", "cuda", "tensorrt"),
         help="providers to time (default: all that start)",
     )
-    p.add_argument("--imgsz", type=_imgsz, help="input size N or HxW (dynamic models)")
+    p.add_argument("--imgsz", type=imgsz, help="input size N or HxW (dynamic models)")
     p.add_argument(
-        "--runs", type=_positive_int, default=100, help="timed runs per case (default 100)"
+        "--runs", type=positive_int, default=100, help="timed runs per case (default 100)"
     )
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument(

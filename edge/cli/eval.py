@@ -8,48 +8,10 @@ import os
 import time
 from pathlib import Path
 
+from edge.cli.argtypes import fraction, imgsz, overlap, whole
 from edge.errors import DataError
 
 log = logging.getLogger("edge")
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
-    return v
-
-
-def _overlap(text: str) -> float:
-    v = _fraction(text)
-    if v == 0.0:
-        raise argparse.ArgumentTypeError("must be in (0, 1], got 0")
-    return v
-
-
-def _count(text: str, least: int) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < least:
-        raise argparse.ArgumentTypeError(f"must be at least {least}, got {v}")
-    return v
-
-
-def _imgsz(text: str) -> tuple[int, int]:
-    parts = [p for p in text.lower().replace("x", ",").split(",") if p.strip()]
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    vals = vals * 2 if len(vals) == 1 else vals
-    if len(vals) != 2 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive N or HxW, got {text!r}")
-    return (vals[0], vals[1])
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,11 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="the model: .onnx (exported) or .keras")
     p.add_argument("--data", required=True, help="dataset folder or file (YOLO, COCO or VOC)")
     p.add_argument("--split", choices=("val", "train"), default="val", help="default: val")
-    p.add_argument("--conf", type=_fraction, default=0.001, help="score threshold (default 0.001)")
-    p.add_argument("--iou", type=_overlap, default=0.6, help="NMS IoU threshold (default 0.6)")
+    p.add_argument("--conf", type=fraction, default=0.001, help="score threshold (default 0.001)")
+    p.add_argument("--iou", type=overlap, default=0.6, help="NMS IoU threshold (default 0.6)")
     p.add_argument(
         "--max-images",
-        type=lambda t: _count(t, 1),
+        type=whole(1),
         default=None,
         metavar="N",
         help="evaluate only the first N images of the split",
@@ -79,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--plot-images",
-        type=lambda t: _count(t, 0),
+        type=whole(0),
         default=8,
         metavar="N",
         help="images in the predictions grid (default 8)",
@@ -91,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="ONNX Runtime device (default cpu)",
     )
     p.add_argument(
-        "--imgsz", type=_imgsz, default=None, help="N or HxW, for models with a dynamic input"
+        "--imgsz", type=imgsz, default=None, help="N or HxW, for models with a dynamic input"
     )
     p.set_defaults(handler=main)
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge.cli.run import _imgsz, _positive_int
+from edge.cli.argtypes import imgsz, positive_int
 
 log = logging.getLogger("edge")
 
@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="OUT.onnx",
         help="output file (default: MODEL.onnx beside the model)",
     )
-    p.add_argument("--imgsz", type=_imgsz, help="input size N or HxW (default: the model's own)")
+    p.add_argument("--imgsz", type=imgsz, help="input size N or HxW (default: the model's own)")
     p.add_argument("--batch", choices=("1", "dynamic"), default="1", help="batch dimension")
     p.add_argument(
         "--opset",
@@ -70,17 +70,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     data.add_argument(
         "--calib-images",
-        type=_positive_int,
+        type=positive_int,
         default=32,
         metavar="N",
         help="images for parity and int8 calibration (default 32)",
     )
     data.add_argument(
-        "--eval-images", type=_positive_int, metavar="N", help="mAP on at most N val images"
+        "--eval-images", type=positive_int, metavar="N", help="mAP on at most N val images"
     )
     data.add_argument("--no-verify", action="store_true", help="skip the Keras comparison")
     data.add_argument(
-        "--runs", type=_positive_int, default=30, help="timed runs per file (median; default 30)"
+        "--runs", type=positive_int, default=30, help="timed runs per file (median; default 30)"
     )
     data.add_argument("--seed", type=int, default=0, help="synthetic frames seed")
     gpu = p.add_argument_group("TensorRT")

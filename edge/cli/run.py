@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.cli.argtypes import fraction, imgsz, non_negative_float, positive_float, positive_int
 from edge.errors import EdgeError, ModelError
 
 if TYPE_CHECKING:
@@ -29,59 +30,6 @@ def bundled_model() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _imgsz(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("x", ",").split(",")
-    try:
-        vals = [int(p) for p in parts if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    if len(vals) == 1:
-        vals *= 2
-    if len(vals) != 2 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive N or HxW, got {text!r}")
-    return (vals[0], vals[1])
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -151,13 +99,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="pace files at their native FPS and drop frames like a live source",
     )
     src.add_argument(
-        "--width", type=_positive_int, help="requested camera width (synthetic: frame width)"
+        "--width", type=positive_int, help="requested camera width (synthetic: frame width)"
     )
     src.add_argument(
-        "--height", type=_positive_int, help="requested camera height (synthetic: frame height)"
+        "--height", type=positive_int, help="requested camera height (synthetic: frame height)"
     )
     src.add_argument(
-        "--fps", type=_positive_float, help="requested camera FPS (synthetic: scene FPS)"
+        "--fps", type=positive_float, help="requested camera FPS (synthetic: scene FPS)"
     )
     src.add_argument(
         "--reconnect",
@@ -167,9 +115,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="reconnect attempts per outage of a live source (0: off)",
     )
     src.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
-    src.add_argument("--max-frames", type=_positive_int, help="stop after N frames")
+    src.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     src.add_argument(
-        "--duration", type=_positive_float, metavar="SECONDS", help="stop after this many seconds"
+        "--duration", type=positive_float, metavar="SECONDS", help="stop after this many seconds"
     )
     mod = p.add_argument_group("model")
     mod.add_argument(
@@ -190,12 +138,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)"
     )
     mod.add_argument(
-        "--imgsz", type=_imgsz, help="input size N or HxW for models with a dynamic input"
+        "--imgsz", type=imgsz, help="input size N or HxW for models with a dynamic input"
     )
-    mod.add_argument("--conf", type=_fraction, default=0.25, help="score threshold (default 0.25)")
-    mod.add_argument("--iou", type=_fraction, default=0.45, help="NMS IoU threshold (default 0.45)")
+    mod.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
+    mod.add_argument("--iou", type=fraction, default=0.45, help="NMS IoU threshold (default 0.45)")
     mod.add_argument("--classes", help="keep only these classes: names or ids, comma-separated")
-    mod.add_argument("--max-det", type=_positive_int, default=300, help="most detections per frame")
+    mod.add_argument("--max-det", type=positive_int, default=300, help="most detections per frame")
     out = p.add_argument_group("output")
     show = out.add_mutually_exclusive_group()
     show.add_argument(
@@ -228,7 +176,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     more.add_argument(
         "--batch-wait-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=5.0,
         metavar="MS",
         help="several streams, dynamic-batch model: longest wait to fill a batch (default 5)",
