@@ -25,13 +25,21 @@ import numpy as np
 
 from edge.accuracy import LiveScore
 from edge.annotate import draw
-from edge.pipeline import _END, LoopOptions, _Inferred, _ms, _Prepared, _spans, _Worker
+from edge.pipeline import (
+    _END,
+    LoopOptions,
+    _Inferred,
+    _Prepared,
+    _spans,
+    _Worker,
+    frame_record,
+)
 from edge.postprocess import postprocess
 from edge.preprocess import prepare
 from edge.session import ModelSession
 from edge.sinks import Sink
 from edge.sources import Source
-from edge.telemetry import Collector, FrameRecord, Rolling, TelemetryWriter
+from edge.telemetry import Collector, Rolling, TelemetryWriter
 from edge.trace import FrameObserver
 from edge.tracking import IdentityScore, Tracker
 from edge.types import Detections, Frame
@@ -316,21 +324,12 @@ class MultiLoop:
         keep_going = all([sink.write(frame, dets, annotated) for sink in self.sinks])
         end = time.perf_counter_ns()
         self._t0 = frame.captured_ns if self._t0 is None else self._t0
-        record = FrameRecord(
-            frame=frame.index,
-            source=frame.source_id,
-            t_ms=_ms(frame.captured_ns - self._t0),
-            wait_ms=_ms(item.wait_ns),
-            preprocess_ms=_ms(item.prep_ns),
-            inference_ms=_ms(done.inf_end - done.inf_start),
-            postprocess_ms=_ms(post_end - t_post),
-            render_ms=_ms(render_end - post_end),
-            sink_ms=_ms(end - render_end),
-            age_ms=_ms(done.inf_start - frame.captured_ns),
-            latency_ms=_ms(post_end - frame.captured_ns),
-            total_ms=_ms(end - frame.captured_ns),
-            dropped=state.source.stats.dropped,
-            detections=len(dets),
+        record = frame_record(
+            done,
+            self._t0,
+            (t_post, post_end, render_end, end),
+            state.source.stats.dropped,
+            len(dets),
         )
         self._collector.add(record)
         state.collector.add(record)

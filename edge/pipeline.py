@@ -129,6 +129,32 @@ def _spans(
     )
 
 
+def frame_record(
+    done: _Inferred, t0: int, marks: tuple[int, int, int, int], dropped: int, detections: int
+) -> FrameRecord:
+    """The telemetry of one finished frame; `marks` are the post-processing start, its end, the
+    render end and the sink end (perf_counter_ns). Post-processing starts when the finishing
+    thread picks the frame up: the queue wait before it counts in the latency a user sees."""
+    item, frame = done.item, done.item.frame
+    t_post, post_end, render_end, end = marks
+    return FrameRecord(
+        frame=frame.index,
+        source=frame.source_id,
+        t_ms=_ms(frame.captured_ns - t0),
+        wait_ms=_ms(item.wait_ns),
+        preprocess_ms=_ms(item.prep_ns),
+        inference_ms=_ms(done.inf_end - done.inf_start),
+        postprocess_ms=_ms(post_end - t_post),
+        render_ms=_ms(render_end - post_end),
+        sink_ms=_ms(end - render_end),
+        age_ms=_ms(done.inf_start - frame.captured_ns),
+        latency_ms=_ms(post_end - frame.captured_ns),
+        total_ms=_ms(end - frame.captured_ns),
+        dropped=dropped,
+        detections=detections,
+    )
+
+
 class _Worker(threading.Thread):
     """A thread whose exception is handed to the loop instead of being lost."""
 
@@ -235,23 +261,12 @@ class Loop:
         end = time.perf_counter_ns()
         if self._t0 is None:
             self._t0 = frame.captured_ns
-        # Post-processing starts when the finishing thread picks the frame up; the queue wait in
-        # between is part of the latency, as a user would see it.
-        record = FrameRecord(
-            frame=frame.index,
-            source=frame.source_id,
-            t_ms=_ms(frame.captured_ns - self._t0),
-            wait_ms=_ms(item.wait_ns),
-            preprocess_ms=_ms(item.prep_ns),
-            inference_ms=_ms(done.inf_end - done.inf_start),
-            postprocess_ms=_ms(post_end - t_post),
-            render_ms=_ms(render_end - post_end),
-            sink_ms=_ms(end - render_end),
-            age_ms=_ms(done.inf_start - frame.captured_ns),
-            latency_ms=_ms(post_end - frame.captured_ns),
-            total_ms=_ms(end - frame.captured_ns),
-            dropped=self.source.stats.dropped,
-            detections=len(dets),
+        record = frame_record(
+            done,
+            self._t0,
+            (t_post, post_end, render_end, end),
+            self.source.stats.dropped,
+            len(dets),
         )
         self._collector.add(record)
         self.rolling.add(end, record.latency_ms)

@@ -178,7 +178,11 @@ def test_sigint_finalises_video_and_telemetry(tmp_path):
         text=True,
         env=ENV,
     )
-    time.sleep(4.0)
+    partial = tele.with_name(f".{tele.name}.partial")
+    deadline = time.monotonic() + 60  # start-up can take seconds on a loaded machine
+    while not (partial.is_file() and partial.read_text().count("\n") >= 5):
+        assert time.monotonic() < deadline and p.poll() is None, "edge run wrote no telemetry"
+        time.sleep(0.1)
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 0, stderr

@@ -1,11 +1,13 @@
-"""Training under JAX and on two devices (TF MirroredStrategy, JAX DataParallel), in subprocesses:
-the Keras backend and the device list are fixed when a process first imports them.
+"""Training under JAX and on two devices (TF MirroredStrategy, JAX DataParallel), and as two JAX
+processes, in subprocesses: the Keras backend and the device list are fixed when a process first
+imports them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from edge.model import load_detector  # noqa: E402
+from edge.training.toy import write_toy_dataset  # noqa: E402
 
 # Each script trains the tiny detector on four toy images and prints one JSON line.
 _COMMON = """
@@ -98,3 +101,75 @@ def test_tensorflow_mirrors_over_two_cpu_devices(tmp_path: Path) -> None:
     assert result["replicas"] == 2 and result["strategy"] == "MirroredStrategy"
     assert len(result["loss"]) == 3 and np.isfinite(result["loss"]).all()
     assert (tmp_path / "two" / "best.keras").is_file()
+
+
+def _write_toy_yolo(root: Path, n_train: int) -> Path:
+    """The toy images (textured, so every process sees different pixels) as a YOLO dataset."""
+    toy = write_toy_dataset(root / "png", n_train=n_train, n_val=1, size=(96, 96))
+    for split, samples in (("train", toy.train), ("val", toy.val)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for s in samples:
+            (root / "images" / split / s.image_path.name).write_bytes(s.image_path.read_bytes())
+            lines = [
+                f"{c} {(x1 + x2) / 192} {(y1 + y2) / 192} {(x2 - x1) / 96} {(y2 - y1) / 96}"
+                for c, (x1, y1, x2, y2) in zip(s.class_ids, s.boxes, strict=True)
+            ]
+            (root / "labels" / split / f"{s.image_path.stem}.txt").write_text("\n".join(lines))
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [red, green]\n")
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_jax_processes_train_one_model(tmp_path: Path) -> None:
+    # Five images: shards of three and two, so the shorter one must be topped up to keep the
+    # processes in step. Each process saves to its own folder; their states must be identical.
+    data = _write_toy_yolo(tmp_path / "yolo", n_train=5)
+    common = ["--data", str(data), "--model", "tiny", "--imgsz", "64", "--epochs", "2"]
+    common += ["--batch", "4", "--weights", "none", "--no-augment", "--workers", "1"]
+    common += ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    common += ["--every-process-saves"]
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "edge", "train", *common, "--process-id", str(i)]
+            + ["--out", str(tmp_path / f"p{i}")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        logs = [p.communicate(timeout=600)[0] for p in procs]
+    finally:
+        for p in procs:  # one that failed leaves the other waiting on a collective
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for i, (p, log) in enumerate(zip(procs, logs, strict=True)):
+        assert p.returncode == 0, f"process {i}:\n{log[-4000:]}"
+    with (
+        np.load(tmp_path / "p0" / "last.state.npz") as a,
+        np.load(tmp_path / "p1" / "last.state.npz") as b,
+    ):
+        arrays = [k for k in a.files if k != "meta"]  # meta holds each one's process id
+        assert arrays == [k for k in b.files if k != "meta"] and len(arrays) > 100
+        different = [k for k in arrays if not np.array_equal(a[k], b[k])]
+    assert not different, f"{len(different)} of {len(arrays)} arrays differ: {different[:5]}"
+    rows = [(tmp_path / f"p{i}" / "results.csv").read_text().splitlines() for i in range(2)]
+    assert len(rows[0]) == 3  # a header and two epochs
+    losses = [[r.split(",")[1] for r in rows[i][1:]] for i in range(2)]
+    assert losses[0] == losses[1] and np.isfinite(np.array(losses[0], float)).all()

@@ -215,6 +215,9 @@ def main(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
     specs = _source_specs(args)
+    # From here on Ctrl-C/SIGTERM ask for a clean stop (files finalised), even during start-up.
+    stop = threading.Event()
+    _install_stop(stop)
     model = args.model or bundled_model()
     if model is None:
         raise ModelError("no --model given and no bundled model in models/default.onnx")
@@ -260,7 +263,6 @@ def main(args: argparse.Namespace) -> int:
             )
     warm = session.warm_up(imgsz)
     show = has_display() if args.show is None else args.show
-    stop = threading.Event()
     if len(specs) > 1:
         from edge.cli.run_many import run_many
 
@@ -276,7 +278,6 @@ def main(args: argparse.Namespace) -> int:
         if show:
             sinks.append(stack.enter_context(Display(f"edge: {specs[0]}")))
         telemetry = stack.enter_context(TelemetryWriter(args.telemetry)) if args.telemetry else None
-        _install_stop(stop)
         if not args.quiet:
             print(
                 f"source: {source.name} ({'live' if source.live else 'in order'}), warm-up {warm * 1000:.0f} ms; "

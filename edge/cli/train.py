@@ -104,6 +104,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     multi.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
     multi.add_argument("--num-processes", type=lambda t: _count(t, 1), default=1)
     multi.add_argument("--process-id", type=lambda t: _count(t, 0), default=0)
+    multi.add_argument(
+        "--every-process-saves",
+        action="store_true",
+        help="every process writes checkpoints to its own --out (default: process 0 only)",
+    )
     p.set_defaults(handler=main)
 
 
@@ -138,7 +143,9 @@ def main(args: argparse.Namespace) -> int:
         process_id=args.process_id,
     )
     dataset = _dataset(args)
-    result = train(dataset, args.out, options, resume=args.resume)
+    result = train(
+        dataset, args.out, options, resume=args.resume, every_process_saves=args.every_process_saves
+    )
     log.info("done: %d epochs; best %s, last %s", result.epochs, result.best, result.last)
     return 0
 

@@ -45,7 +45,7 @@ class EpochEnd(keras.callbacks.Callback):
         options_json: str,
         epochs: int,
         best: float = -math.inf,
-        chief: bool = True,
+        writes: bool = True,
     ) -> None:
         super().__init__()
         self.out = out
@@ -55,7 +55,7 @@ class EpochEnd(keras.callbacks.Callback):
         self.options_json = options_json
         self.epochs = epochs
         self.best = best
-        self.chief = chief
+        self.writes = writes  # False on all but process 0 of a multi-machine run
         self.nan_at: tuple[int, int, float] | None = None
         self.epoch = 0
         self._epoch_ns: list[int] = []
@@ -90,23 +90,23 @@ class EpochEnd(keras.callbacks.Callback):
         improved = fitness > self.best
         if improved:
             self.best = fitness
-        if self.chief:
+        # Every process reads the state (reading a value spread over processes is collective);
+        # only the writer saves it.
+        state = ResumeState(
+            epoch=epoch + 1,
+            best=self.best,
+            options_json=self.options_json,
+            model_config=self.model.get_config(),
+            weights=to_numpy(self.model.weights),
+            optimizer=to_numpy(self.model.optimizer.variables),
+        )
+        if self.writes:
             save_model(self.twin, self.out / "last.keras")
             if improved:
                 copy_file(self.out / "last.keras", self.out / "best.keras")
-            save_state(
-                self.out / STATE_FILE,
-                ResumeState(
-                    epoch=epoch + 1,
-                    best=self.best,
-                    options_json=self.options_json,
-                    model_config=self.model.get_config(),
-                    weights=to_numpy(self.model.weights),
-                    optimizer=to_numpy(self.model.optimizer.variables),
-                ),
-            )
+            save_state(self.out / STATE_FILE, state)
         self._epoch_ns.append(time.perf_counter_ns() - self._start_ns)
-        if self.chief:
+        if self.writes:
             append_row(self.out / RESULTS_FILE, epoch, logs, self._epoch_ns[-1] / 1e9)
         self._log(epoch, logs, improved)
 

@@ -40,6 +40,16 @@ class Placement:
         """Whether this process writes files (process 0 of a multi-machine run)."""
         return self.process_id == 0
 
+    def global_batch(self, rows: Any) -> Any:
+        """This process's `rows` of a batch as the whole batch, spread over every process as
+        `fit` feeds it (JAX with several processes); `rows` unchanged otherwise."""
+        if self.num_processes == 1:
+            return rows
+        import jax
+
+        layout = keras.distribution.distribution().get_data_layout(rows.shape)
+        return jax.make_array_from_process_local_data(layout.backend_layout, rows)
+
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
         if self.strategy is None:
@@ -87,7 +97,11 @@ def _place_jax(
         pool, accelerator = [], False
     if not pool:
         pool, accelerator = list(keras.distribution.list_devices("cpu")), False
-    chosen = _choose(pool, devices, "gpu" if accelerator else "cpu")
+    kind = "gpu" if accelerator else "cpu"
+    if num_processes > 1:  # `devices` caps each process's share; the pool spans every process
+        chosen = [d for own in _by_process(pool, kind) for d in _choose(own, devices, kind)]
+    else:
+        chosen = _choose(pool, devices, kind)
     if len(chosen) > 1:
         # Several processes: each already reads its own shard (see edge.training.loop).
         distribution = keras.distribution.DataParallel(
@@ -96,6 +110,17 @@ def _place_jax(
         keras.distribution.set_distribution(distribution)
     log.info("jax: training on %d device(s): %s", len(chosen), ", ".join(map(str, chosen)))
     return Placement("jax", tuple(map(str, chosen)), accelerator, None, process_id, num_processes)
+
+
+def _by_process(pool: list[str], kind: str) -> list[list[str]]:
+    """Device names (Keras' "platform:id") grouped by the process that owns them."""
+    import jax
+
+    owner = {f"{d.platform}:{d.id}": d.process_index for d in jax.devices(kind)}
+    groups: dict[int, list[str]] = {}
+    for name in pool:
+        groups.setdefault(owner[name], []).append(name)
+    return [groups[p] for p in sorted(groups)]
 
 
 def _place_tensorflow(devices: int | None) -> Placement:

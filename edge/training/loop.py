@@ -39,12 +39,15 @@ def train(
     *,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
+    every_process_saves: bool = False,
 ) -> TrainResult:
     """Train a detector on `dataset`, writing `last.keras`, `best.keras`, `results.csv` to `out`.
 
     With `resume`, the run in `out` continues where it stopped, with the options it was started
-    with (only `workers`, `devices` and `verbose` are taken from `options`). `callbacks` are
-    extra Keras callbacks, run after the built-in ones.
+    with (only `workers`, `devices`, `verbose` and where this process sits in a multi-machine run
+    are taken from `options`). `callbacks` are extra Keras callbacks, run after the built-in ones.
+    With several processes only process 0 writes to `out`, unless `every_process_saves` (then
+    give each process its own `out`, or put them on different machines).
 
     Raises DataError for an empty dataset, EdgeError for a non-finite loss, missing weights or
     a missing resume state, ValueError for options that do not fit the devices.
@@ -57,7 +60,12 @@ def train(
     if resume:
         state = load_state(out / STATE_FILE)
         options = TrainOptions.from_json(state.options_json).but(
-            workers=options.workers, devices=options.devices, verbose=options.verbose
+            workers=options.workers,
+            devices=options.devices,
+            verbose=options.verbose,
+            coordinator=options.coordinator,
+            num_processes=options.num_processes,
+            process_id=options.process_id,
         )
         if state.epoch >= options.epochs:
             raise EdgeError(f"{out}: the run already finished its {options.epochs} epochs")
@@ -68,15 +76,20 @@ def train(
 
     policy = keras.config.dtype_policy()  # --precision sets the global policy; put it back after
     try:
-        return _train(dataset, out, options, state, callbacks)
+        return _train(dataset, out, options, state, callbacks, every_process_saves)
     finally:
         keras.config.set_dtype_policy(policy)
 
 
 def _train(
-    dataset: Dataset, out: Path, options: TrainOptions, state: Any, callbacks: Sequence[Any]
+    dataset: Dataset,
+    out: Path,
+    options: TrainOptions,
+    state: Any,
+    callbacks: Sequence[Any],
+    every_process_saves: bool,
 ) -> TrainResult:
-    run = _setup(dataset, out, options, state)
+    run = _setup(dataset, out, options, state, every_process_saves)
     history: dict[str, list[float]] = {}
     start = state.epoch if state else 0
     for first, stop, frozen in _phases(start, options.epochs, options.freeze_backbone_epochs):
@@ -125,7 +138,9 @@ class _Run:
         )
 
 
-def _setup(dataset: Dataset, out: Path, options: TrainOptions, state: Any) -> _Run:
+def _setup(
+    dataset: Dataset, out: Path, options: TrainOptions, state: Any, every_process_saves: bool
+) -> _Run:
     import keras
 
     from edge.data.pipeline import TrainBatches
@@ -149,7 +164,7 @@ def _setup(dataset: Dataset, out: Path, options: TrainOptions, state: Any) -> _R
         raise ValueError(
             f"--batch {options.batch} must be a multiple of the {placement.replicas} devices"
         )
-    samples = dataset.train[options.process_id :: options.num_processes]
+    samples = _shard(dataset.train, options.num_processes, options.process_id)
     batches = TrainBatches(
         samples,
         options.imgsz,
@@ -163,7 +178,9 @@ def _setup(dataset: Dataset, out: Path, options: TrainOptions, state: Any) -> _R
         model = _model(dataset.names, options, state)
         if state is None and not options.init:
             pretrained = options.weights is not None and options.model != "tiny"
-            model.calibrate_batch_norm(batches.batch(0, 0)[0], backbone=not pretrained)
+            # Statistics of the whole first batch: every process must set the same values.
+            first = placement.global_batch(batches.batch(0, 0)[0])
+            model.calibrate_batch_norm(first, backbone=not pretrained)
         optimizer = build_optimizer(
             options.lr,
             options.epochs,
@@ -179,7 +196,8 @@ def _setup(dataset: Dataset, out: Path, options: TrainOptions, state: Any) -> _R
 
             assign(model.optimizer.variables, state.optimizer, "optimizer")
     twin = Detector.from_config(model.get_config())  # a plain copy to save: no optimizer inside
-    if placement.chief:
+    writes = placement.chief or every_process_saves
+    if writes:
         (out / "options.json").write_text(options.to_json())
     log.info(
         "%s on %s (%d device(s), %s): %d parameters, %d train / %d val images, %d steps per epoch",
@@ -202,9 +220,9 @@ def _setup(dataset: Dataset, out: Path, options: TrainOptions, state: Any) -> _R
         options_json=options.to_json(),
         epochs=options.epochs,
         best=state.best if state is not None else -math.inf,
-        chief=placement.chief,
+        writes=writes,
     )
-    if state is not None and placement.chief:
+    if state is not None and writes:
         truncate_rows(out / RESULTS_FILE, state.epoch)
     return _Run(model, placement, epoch_end, batches, options)
 
@@ -253,6 +271,13 @@ def _phases(start: int, epochs: int, frozen: int) -> list[tuple[int, int, bool]]
     split = min(frozen, epochs)
     phases = [(start, split, True), (max(start, split), epochs, False)]
     return [p for p in phases if p[0] < p[1]]
+
+
+def _shard(samples: Sequence[Sample], num_processes: int, process_id: int) -> list[Sample]:
+    """Every `num_processes`-th sample from `process_id` on, topped up from the start so that
+    every process has as many (and so the same number of steps: each step is a collective)."""
+    count = -(-len(samples) // num_processes)
+    return [samples[(process_id + i * num_processes) % len(samples)] for i in range(count)]
 
 
 def _max_boxes(samples: Sequence[Sample], options: TrainOptions) -> int:

@@ -79,6 +79,8 @@ class TrainOptions:
             raise ValueError(
                 f"batch {self.batch} must divide evenly over {self.num_processes} processes"
             )
+        if self.num_processes > 1 and not self.coordinator:
+            raise ValueError("num_processes > 1 needs a coordinator (HOST:PORT of process 0)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
