@@ -156,6 +156,7 @@ def test_warmup_cosine_schedule_by_hand() -> None:
         ({"devices": 0}, "devices"),
         ({"num_processes": 2, "process_id": 2}, "process_id"),
         ({"num_processes": 3, "batch": 16}, "divide"),
+        ({"num_processes": 2, "batch": 16}, "coordinator"),
     ],
 )
 def test_bad_options(changes: dict, message: str) -> None:

@@ -141,26 +141,29 @@ def test_two_jax_processes_train_one_model(tmp_path: Path) -> None:
         "OMP_NUM_THREADS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "edge", "train", *common, "--process-id", str(i)]
-            + ["--out", str(tmp_path / f"p{i}")],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    logs = [tmp_path / f"log{i}.txt" for i in range(2)]
+    procs = []
+    for i, log in enumerate(logs):
+        args = [*common, "--process-id", str(i), "--out", str(tmp_path / f"p{i}")]
+        with open(log, "w") as f:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "edge", "train", *args],
+                    env=env,
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     try:
-        logs = [p.communicate(timeout=600)[0] for p in procs]
+        for p in procs:
+            p.wait(timeout=400)
     finally:
-        for p in procs:  # one that failed leaves the other waiting on a collective
+        for p in procs:  # a process blocked in a collective ignores SIGTERM
             if p.poll() is None:
                 p.kill()
                 p.wait()
     for i, (p, log) in enumerate(zip(procs, logs, strict=True)):
-        assert p.returncode == 0, f"process {i}:\n{log[-4000:]}"
+        assert p.returncode == 0, f"process {i}:\n{log.read_text()[-4000:]}"
     with (
         np.load(tmp_path / "p0" / "last.state.npz") as a,
         np.load(tmp_path / "p1" / "last.state.npz") as b,

@@ -2,7 +2,8 @@
 
 Several visible accelerators are used together by default; `devices` caps the count. With no
 accelerator, the visible CPU devices form the pool (one, unless split for testing). JAX also
-spans machines: every process calls `keras.distribution.initialize` and reads its own shard.
+spans machines: every process calls `keras.distribution.initialize`, reads its own shard, and one
+DataParallel over every process's devices keeps the replicas equal.
 """
 
 from __future__ import annotations
