@@ -27,8 +27,12 @@ def save_eval_plots(
     out_dir: str | Path,
     num_images: int = 8,
     cols: int = 2,
+    show_conf: float = 0.25,
 ) -> list[Path]:
-    """PR curves per class plus `predictions.png`, a grid of the first `num_images` samples."""
+    """PR curves per class plus `predictions.png`, a grid of the first `num_images` samples.
+
+    mAP is computed from every prediction, but the grid draws only those scoring `show_conf` or
+    more: a person wants to see what `edge run` would show, not the 0.001-threshold tail."""
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
     paths = plot_pr_curves(result, out_dir)
@@ -36,7 +40,8 @@ def save_eval_plots(
     if n:
         images = [read_image(s.image_path) for s in samples[:n]]
         truths = [as_detections(s) for s in samples[:n]]
-        grid = prediction_grid(images, truths, predictions[:n], result.names, cols=cols)
+        shown = [p.select(p.score >= show_conf) for p in predictions[:n]]
+        grid = prediction_grid(images, truths, shown, result.names, cols=cols)
         paths.append(save_image(Path(out_dir) / "predictions.png", grid))
     return paths
 
