@@ -143,11 +143,30 @@ def main(args: argparse.Namespace) -> int:
         process_id=args.process_id,
     )
     dataset = _dataset(args)
-    result = train(
-        dataset, args.out, options, resume=args.resume, every_process_saves=args.every_process_saves
-    )
+    try:
+        result = train(
+            dataset,
+            args.out,
+            options,
+            resume=args.resume,
+            every_process_saves=args.every_process_saves,
+        )
+    except KeyboardInterrupt:
+        _interrupted(args.out)
+        raise  # edge.cli prints "edge train: interrupted" and exits with 130
     log.info("done: %d epochs; best %s, last %s", result.epochs, result.best, result.last)
     return 0
+
+
+def _interrupted(out: Path) -> None:
+    """Say what an interrupted run kept: the epoch in progress is lost, the checkpoint is not."""
+    from edge.training.checkpoint import STATE_FILE
+
+    if (out / STATE_FILE).is_file():
+        log.info("stopped; %s holds the last finished epoch: continue with", out)
+        log.info("  edge train --out %s --resume", out)
+    else:
+        log.info("stopped before the first epoch finished; nothing to resume in %s", out)
 
 
 def _dataset(args: argparse.Namespace) -> Dataset:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import time
@@ -19,6 +20,7 @@ from edge.training.checkpoint import (
     save_model,
     save_state,
     to_numpy,
+    write_text,
 )
 from edge.training.schedule import WarmupCosine
 from edge.training.validate import Validator
@@ -104,10 +106,12 @@ class EpochEnd(keras.callbacks.Callback):
             save_model(self.twin, self.out / "last.keras")
             if improved:
                 copy_file(self.out / "last.keras", self.out / "best.keras")
-            save_state(self.out / STATE_FILE, state)
         self._epoch_ns.append(time.perf_counter_ns() - self._start_ns)
         if self.writes:
+            # The state goes last: it is what `--resume` trusts. A kill before it leaves this
+            # epoch's row behind, and the resumed run truncates rows back to the state's epoch.
             append_row(self.out / RESULTS_FILE, epoch, logs, self._epoch_ns[-1] / 1e9)
+            save_state(self.out / STATE_FILE, state)
         self._log(epoch, logs, improved)
 
     def _log(self, epoch: int, logs: dict[str, Any], improved: bool) -> None:
@@ -128,25 +132,34 @@ class EpochEnd(keras.callbacks.Callback):
 
 
 def append_row(path: Path, epoch: int, logs: dict[str, Any], seconds: float) -> None:
-    """One epoch's row of `results.csv` (the header first when the file is new)."""
+    """One epoch's row of `results.csv` (the header first when the file is new).
+
+    The file is rewritten whole and moved into place, so a kill never leaves half a row."""
     values = {**{k: logs.get(k, math.nan) for k in COLUMNS}, "epoch": epoch, "seconds": seconds}
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(COLUMNS)
-        writer.writerow([values["epoch"], *(f"{float(values[k]):.6g}" for k in COLUMNS[1:])])
+    rows = _read_rows(path) or [list(COLUMNS)]
+    rows.append([str(values["epoch"]), *(f"{float(values[k]):.6g}" for k in COLUMNS[1:])])
+    _write_rows(path, rows)
 
 
 def truncate_rows(path: Path, epoch: int) -> None:
     """Drop rows of epochs >= `epoch` (written after the state a resumed run goes back to)."""
     if not path.exists():
         return
+    rows = _read_rows(path)
+    _write_rows(path, rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epoch])
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
     with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epoch]
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
+        return list(csv.reader(f))
+
+
+def _write_rows(path: Path, rows: list[list[str]]) -> None:
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(rows)
+    write_text(path, text.getvalue())
 
 
 def _duration(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic `.keras` files, the resume state, and reading the EMA weights.
+"""Checkpoints: atomic writes (temp file, fsync, rename), the resume state, the EMA weights.
 
 `last.keras` / `best.keras` are plain detectors (EMA weights, no optimizer) that load anywhere.
 `last.state.npz` holds what `--resume` needs: the raw weights, every optimizer variable (step
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,15 +37,59 @@ class ResumeState:
     optimizer: list[np.ndarray]
 
 
+# `.{name}.{pid}.tmp{suffix}`: hidden, and never one of the names a run reads back.
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(?P<suffix>\.\w+)?")
+
+
 def atomic_write(path: Path, write: Any, suffix: str) -> None:
-    """Call `write(tmp_path)` for a temp file beside `path`, then move it into place."""
+    """Call `write(tmp_path)` for a temp file beside `path`, flush it to disk, then move it into
+    place: a crash or kill leaves either the old file or the new one, never a part of one."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:  # rb+: Windows cannot fsync a read-only handle
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX; elsewhere folders cannot be opened)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temp files that killed processes left in `folder` (not a live process's)."""
+    removed = []
+    for path in folder.glob(".*.tmp*"):
+        match = _TEMP.fullmatch(path.name)
+        if match and not _alive(int(match["pid"])) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":  # os.kill(pid, 0) would terminate it on Windows
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # another user's process
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -52,6 +98,10 @@ def save_model(model: keras.Model, path: Path) -> None:
 
 def copy_file(source: Path, path: Path) -> None:
     atomic_write(path, lambda tmp: shutil.copyfile(source, tmp), path.suffix)
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""), path.suffix)
 
 
 def save_state(path: Path, state: ResumeState) -> None:
@@ -84,7 +134,7 @@ def load_state(path: Path) -> ResumeState:
             meta = json.loads(bytes(data["meta"]).decode())
             weights = [data[k] for k in sorted(k for k in data.files if k.startswith("w"))]
             optimizer = [data[k] for k in sorted(k for k in data.files if k.startswith("o"))]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise EdgeError(f"cannot read resume state {path}: {exc}") from None
     if meta.get("version") != STATE_VERSION:
         raise EdgeError(

@@ -146,6 +146,7 @@ def _setup(
     from edge.data.pipeline import TrainBatches
     from edge.model import Detector
     from edge.training.callbacks import RESULTS_FILE, EpochEnd, truncate_rows
+    from edge.training.checkpoint import remove_stale_temps, write_text
     from edge.training.distribute import place, set_precision
     from edge.training.optimizer import build_optimizer, schedule_of
     from edge.training.validate import Validator
@@ -198,7 +199,9 @@ def _setup(
     twin = Detector.from_config(model.get_config())  # a plain copy to save: no optimizer inside
     writes = placement.chief or every_process_saves
     if writes:
-        (out / "options.json").write_text(options.to_json())
+        for path in remove_stale_temps(out):
+            log.info("removed %s, left by a run that was killed", path.name)
+        write_text(out / "options.json", options.to_json())
     log.info(
         "%s on %s (%d device(s), %s): %d parameters, %d train / %d val images, %d steps per epoch",
         model.backbone_name,
