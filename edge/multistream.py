@@ -30,9 +30,9 @@ from edge.pipeline import (
     LoopOptions,
     _Inferred,
     _Prepared,
-    _spans,
     _Worker,
     frame_record,
+    publish,
 )
 from edge.postprocess import postprocess
 from edge.preprocess import prepare
@@ -334,12 +334,7 @@ class MultiLoop:
         self._collector.add(record)
         state.collector.add(record)
         state.rolling.add(end, record.latency_ms)
-        if self.telemetry is not None:
-            self.telemetry.write(record)
-        if self.observers:
-            spans = _spans(done, t_post, post_end, render_end, end)
-            for observer in self.observers:
-                observer.observe(record, spans)
+        publish(record, done, (t_post, post_end, render_end, end), self.telemetry, self.observers)
         return keep_going
 
     def _finisher(self, inbox: queue.Queue) -> None:

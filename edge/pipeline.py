@@ -155,6 +155,22 @@ def frame_record(
     )
 
 
+def publish(
+    record: FrameRecord,
+    done: _Inferred,
+    marks: tuple[int, int, int, int],
+    telemetry: TelemetryWriter | None,
+    observers: Sequence[FrameObserver],
+) -> None:
+    """Hand a finished frame's record to the telemetry file and its spans to the observers."""
+    if telemetry is not None:
+        telemetry.write(record)
+    if observers:
+        spans = _spans(done, *marks)
+        for observer in observers:
+            observer.observe(record, spans)
+
+
 class _Worker(threading.Thread):
     """A thread whose exception is handed to the loop instead of being lost."""
 
@@ -270,12 +286,7 @@ class Loop:
         )
         self._collector.add(record)
         self.rolling.add(end, record.latency_ms)
-        if self.telemetry is not None:
-            self.telemetry.write(record)
-        if self.observers:
-            spans = _spans(done, t_post, post_end, render_end, end)
-            for observer in self.observers:
-                observer.observe(record, spans)
+        publish(record, done, (t_post, post_end, render_end, end), self.telemetry, self.observers)
         return keep_going
 
     def _finisher(self, inbox: queue.Queue) -> None:

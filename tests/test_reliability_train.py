@@ -37,7 +37,7 @@ from edge.training.checkpoint import (  # noqa: E402
     load_state,
     remove_stale_temps,
 )
-from edge.training.toy import TOY_NAMES, write_toy_dataset  # noqa: E402
+from edge.training.toy import TOY_NAMES, write_toy_yolo  # noqa: E402
 
 BACKEND = ["--backend", "jax"] if find_spec("jax") else []
 VISIBLE = {"options.json", "results.csv", "last.keras", "best.keras", STATE_FILE}
@@ -53,23 +53,7 @@ LAUNCH = (
 @pytest.fixture(scope="module")
 def yolo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four train and two val images of coloured boxes, in YOLO layout."""
-    base = tmp_path_factory.mktemp("yolo")
-    toy = write_toy_dataset(base / "toy", n_train=4, n_val=2, size=(64, 64))
-    root = base / "data"
-    for split, samples in (("train", toy.train), ("val", toy.val)):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for s in samples:
-            (root / "images" / split / s.image_path.name).write_bytes(s.image_path.read_bytes())
-            lines = [
-                f"{c} {(x1 + x2) / 128} {(y1 + y2) / 128} {(x2 - x1) / 64} {(y2 - y1) / 64}"
-                for c, (x1, y1, x2, y2) in zip(s.class_ids, s.boxes, strict=True)
-            ]
-            (root / "labels" / split / f"{s.image_path.stem}.txt").write_text("\n".join(lines))
-    (root / "data.yaml").write_text(
-        f"path: .\ntrain: images/train\nval: images/val\nnames: [{', '.join(TOY_NAMES)}]\n"
-    )
-    return root
+    return write_toy_yolo(tmp_path_factory.mktemp("yolo") / "data", 4, 2, (64, 64))
 
 
 @pytest.fixture(scope="module")

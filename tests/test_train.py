@@ -21,7 +21,7 @@ from edge.model.losses import DetectionLoss  # noqa: E402
 from edge.training import TrainOptions, train  # noqa: E402
 from edge.training.checkpoint import STATE_FILE, load_state  # noqa: E402
 from edge.training.schedule import WarmupCosine  # noqa: E402
-from edge.training.toy import write_toy_dataset  # noqa: E402
+from edge.training.toy import write_toy_dataset, write_toy_yolo  # noqa: E402
 
 TINY = TrainOptions(
     model="tiny",
@@ -188,21 +188,7 @@ def test_cli_imports_no_keras_and_rejects_resume_without_a_run(tmp_path: Path) -
 def test_cli_trains_on_a_yolo_dataset(tmp_path: Path) -> None:
     from edge.cli import main
 
-    toy = write_toy_dataset(tmp_path / "img", n_train=3, n_val=1, size=(80, 64))
-    root = tmp_path / "yolo"
-    for split, samples in (("train", toy.train), ("val", toy.val)):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for s in samples:
-            (root / "images" / split / s.image_path.name).write_bytes(s.image_path.read_bytes())
-            lines = [
-                f"{c} {(x1 + x2) / 160} {(y1 + y2) / 128} {(x2 - x1) / 80} {(y2 - y1) / 64}"
-                for c, (x1, y1, x2, y2) in zip(s.class_ids, s.boxes, strict=True)
-            ]
-            (root / "labels" / split / f"{s.image_path.stem}.txt").write_text("\n".join(lines))
-    (root / "data.yaml").write_text(
-        "path: .\ntrain: images/train\nval: images/val\nnames: [red, green]\n"
-    )
+    root = write_toy_yolo(tmp_path / "yolo", n_train=3, n_val=1, size=(80, 64))
     out = tmp_path / "run"
     args = ["train", "--data", str(root), "--out", str(out), "--model", "tiny", "--imgsz", "64"]
     args += ["--epochs", "1", "--batch", "2", "--no-augment", "--workers", "1", "--weights", "none"]

@@ -18,7 +18,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from edge.model import load_detector  # noqa: E402
-from edge.training.toy import write_toy_dataset  # noqa: E402
+from edge.training.toy import write_toy_yolo  # noqa: E402
 
 # Each script trains the tiny detector on four toy images and prints one JSON line.
 _COMMON = """
@@ -103,23 +103,6 @@ def test_tensorflow_mirrors_over_two_cpu_devices(tmp_path: Path) -> None:
     assert (tmp_path / "two" / "best.keras").is_file()
 
 
-def _write_toy_yolo(root: Path, n_train: int) -> Path:
-    """The toy images (textured, so every process sees different pixels) as a YOLO dataset."""
-    toy = write_toy_dataset(root / "png", n_train=n_train, n_val=1, size=(96, 96))
-    for split, samples in (("train", toy.train), ("val", toy.val)):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for s in samples:
-            (root / "images" / split / s.image_path.name).write_bytes(s.image_path.read_bytes())
-            lines = [
-                f"{c} {(x1 + x2) / 192} {(y1 + y2) / 192} {(x2 - x1) / 96} {(y2 - y1) / 96}"
-                for c, (x1, y1, x2, y2) in zip(s.class_ids, s.boxes, strict=True)
-            ]
-            (root / "labels" / split / f"{s.image_path.stem}.txt").write_text("\n".join(lines))
-    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [red, green]\n")
-    return root
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -129,7 +112,7 @@ def _free_port() -> int:
 def test_two_jax_processes_train_one_model(tmp_path: Path) -> None:
     # Five images: shards of three and two, so the shorter one must be topped up to keep the
     # processes in step. Each process saves to its own folder; their states must be identical.
-    data = _write_toy_yolo(tmp_path / "yolo", n_train=5)
+    data = write_toy_yolo(tmp_path / "yolo", n_train=5, n_val=1)
     common = ["--data", str(data), "--model", "tiny", "--imgsz", "64", "--epochs", "2"]
     common += ["--batch", "4", "--weights", "none", "--no-augment", "--workers", "1"]
     common += ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]

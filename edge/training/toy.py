@@ -36,6 +36,30 @@ def write_toy_dataset(
     )
 
 
+def write_toy_yolo(
+    root: str | Path,
+    n_train: int = 4,
+    n_val: int = 2,
+    size: tuple[int, int] = (96, 96),
+    seed: int = 0,
+) -> Path:
+    """The toy dataset in YOLO layout (images/, labels/, data.yaml) under `root`; returns `root`."""
+    from edge.data.synth import yolo_lines
+
+    root = Path(root)
+    toy = write_toy_dataset(root / "png", n_train=n_train, n_val=n_val, size=size, seed=seed)
+    for split, samples in (("train", toy.train), ("val", toy.val)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for s in samples:
+            (root / "images" / split / s.image_path.name).write_bytes(s.image_path.read_bytes())
+            label = yolo_lines(s.boxes, s.class_ids, s.width, s.height)
+            (root / "labels" / split / f"{s.image_path.stem}.txt").write_text(label)
+    names = ", ".join(TOY_NAMES)
+    (root / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames: [{names}]\n")
+    return root
+
+
 def _write(path: Path, size: tuple[int, int], rng: np.random.Generator) -> Sample:
     w, h = size
     # A textured background: flat images give batch norms almost no variance to learn from.
