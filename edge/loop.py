@@ -346,7 +346,7 @@ class Loop:
     def run(self) -> LoopResult:
         """Run until the sources end, a limit is reached, `stop` is set or an observer says stop.
 
-        With `options.overlap` None the first PROBE_FRAMES frames run serially in this thread;
+        With `options.overlap` None and one source the first PROBE_FRAMES frames run serially;
         their stage times then decide (`_choose_overlap`) whether reader and finishing threads
         join for the rest of the run: on a machine whose cores ONNX Runtime fills, threads that
         hide little only slow inference down.
@@ -356,8 +356,10 @@ class Loop:
         now = time.perf_counter_ns()
         self._deadline = None if o.duration is None else now + int(o.duration * 1e9)
         self._collector = Collector()
-        probe = PROBE_FRAMES if o.overlap is None else 0
-        self.overlap = bool(o.overlap)
+        # Several streams always get reader threads: one stream's wait must not hold up the others.
+        auto = o.overlap is None and len(self.sources) == 1
+        probe = PROBE_FRAMES if auto else 0
+        self.overlap = bool(o.overlap) or (o.overlap is None and not auto)
         readers = self._readers()
         feed: InlineFeed | ThreadedFeed = InlineFeed(readers)
         workers = _Workers()

@@ -340,7 +340,7 @@ def test_live_page_and_trace_with_two_streams(tiny_model, tmp_path):
         result = Loop(session, [a, b], [server, trace], LoopOptions(max_frames=5)).run()
         page = server.telemetry()
         metrics = server.metrics()
-    assert [(s["id"], s["frames"]) for s in page["sources"]] == [
+    assert sorted((s["id"], s["frames"]) for s in page["sources"]) == [
         ("synthetic #0", 5),
         ("synthetic #1", 5),
     ]
