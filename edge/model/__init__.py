@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from edge.model.backbone import BACKBONES, NAMES, STRIDES
 from edge.model.decode import DecodeBoxes, anchor_points
-from edge.model.detector import (
+from edge.model.keras_detector import (
     DEFAULT_BACKBONE,
-    Detector,
+    KerasDetector,
     build_detector,
     contract_for,
     inference_model,
@@ -25,7 +25,7 @@ __all__ = [
     "STRIDES",
     "DecodeBoxes",
     "DetectionLoss",
-    "Detector",
+    "KerasDetector",
     "anchor_points",
     "build_detector",
     "contract_for",

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from edge.data.pipeline import Augment
+from edge.data.batches import Augment
 
 # Keep in step with edge.model.backbone.NAMES (a test checks); repeated here to stay Keras-free.
 MODELS = ("tiny", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_v2_b0")
