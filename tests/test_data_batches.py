@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.data.dataset import Dataset, Sample
 from edge.data.batches import (
     NO_AUGMENT,
     Augment,
@@ -19,6 +18,7 @@ from edge.data.batches import (
     iterate,
     pad_targets,
 )
+from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
 from edge.preprocess import letterbox
 from edge.training.toy import write_toy_dataset

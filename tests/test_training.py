@@ -13,8 +13,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from edge.data.dataset import Dataset  # noqa: E402
 from edge.data.batches import NO_AUGMENT, Augment  # noqa: E402
+from edge.data.dataset import Dataset  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 from edge.model import KerasDetector, build_detector, contract_for, load_detector  # noqa: E402
 from edge.model.losses import DetectionLoss  # noqa: E402

@@ -6,10 +6,10 @@ Importing this package imports Keras and registers every class a saved detector 
 
 from __future__ import annotations
 
-from edge.model.backbone import BACKBONES, NAMES, STRIDES
+from edge.backbones import BACKBONES, DEFAULT_BACKBONE, NAMES
+from edge.model.backbone import STRIDES
 from edge.model.decode import DecodeBoxes, anchor_points
 from edge.model.keras_detector import (
-    DEFAULT_BACKBONE,
     KerasDetector,
     build_detector,
     contract_for,

@@ -15,15 +15,15 @@ import keras
 import numpy as np
 from keras import ops
 
+from edge.backbones import DEFAULT_BACKBONE, check_name, default_width
 from edge.contract import XYXY_SCORES, ModelContract
-from edge.model.backbone import STRIDES, build_backbone, check_name, default_width
+from edge.model.backbone import STRIDES, build_backbone
 from edge.model.blocks import BN_MOMENTUM
 from edge.model.decode import DecodeBoxes, anchor_points
 from edge.model.head import decoupled_head
 from edge.model.losses import DetectionLoss
 from edge.model.neck import pan_fpn
 
-DEFAULT_BACKBONE = "mobilenet_v3_small"
 LEGACY_REGISTERED_NAME = "edge>Detector"  # what .keras files saved before the rename call it
 
 

@@ -196,7 +196,8 @@ def _setup(
             from edge.training.checkpoint import assign
 
             assign(model.optimizer.variables, state.optimizer, "optimizer")
-    twin = KerasDetector.from_config(model.get_config())  # a plain copy to save: no optimizer inside
+    # A plain copy to save: no optimizer inside.
+    twin = KerasDetector.from_config(model.get_config())
     writes = placement.chief or every_process_saves
     if writes:
         for path in remove_stale_temps(out):
