@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -52,27 +51,6 @@ class BenchReport:
             "machine": self.machine,
             "results": [asdict(r) for r in self.results],
         }
-
-
-def machine_info() -> dict[str, str]:
-    """CPU model, core count, GPUs: where the numbers were measured."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from edge.cli.info import gpus
-
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count() or 0),
-        "gpus": "; ".join(gpus()) or "none",
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.machine()}",
-    }
 
 
 def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
@@ -135,16 +113,11 @@ def bench_onnx(
     threads: int = 0,
 ) -> tuple[list[BenchResult], tuple[int, int]]:
     """Time each precision variant of `model` on each device whose provider really starts."""
-    from edge.cli.info import provider_check
-    from edge.session import ModelSession, SessionOptions
+    from edge.machine import provider_check
+    from edge.session import PROVIDERS, ModelSession, SessionOptions
 
     starts = {k for k, v in provider_check().items() if v == "starts"}
-    provider = {
-        "cpu": "CPUExecutionProvider",
-        "cuda": "CUDAExecutionProvider",
-        "tensorrt": "TensorrtExecutionProvider",
-    }
-    skipped = [d for d in devices if provider[d] not in starts]
+    skipped = [d for d in devices if PROVIDERS[d] not in starts]
     if skipped:
         log.info("not timed (provider does not start here): %s", ", ".join(skipped))
     results: list[BenchResult] = []

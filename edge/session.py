@@ -41,17 +41,18 @@ def quiet_ort() -> Iterator[None]:
             log.debug("onnxruntime: %s", buf.getvalue().strip())
 
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 TRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+PROVIDERS = {"cpu": CPU, "cuda": CUDA, "tensorrt": TRT}  # --device name -> ONNX Runtime provider
+DEVICES = ("auto", *PROVIDERS)
 _WANTED = {
     "auto": [TRT, CUDA, CPU],
     "tensorrt": [TRT, CUDA, CPU],
     "cuda": [CUDA, CPU],
     "cpu": [CPU],
 }
-_SHORT = {TRT: "tensorrt", CUDA: "cuda", CPU: "cpu"}
+_SHORT = {provider: device for device, provider in PROVIDERS.items()}
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +18,13 @@ from edge.contract import XYXY_SCORES, from_metadata  # noqa: E402
 from edge.errors import EdgeError, ModelError  # noqa: E402
 from edge.model import (  # noqa: E402
     NAMES,
-    Detector,
+    KerasDetector,
     build_detector,
     contract_for,
     inference_model,
     load_detector,
     transfer_weights,
 )
-from edge.training.options import MODELS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -32,10 +33,6 @@ POINTS_64 = 8 * 8 + 4 * 4 + 2 * 2  # cells at strides 8, 16, 32
 
 def _images(n: int = 2, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (n, SIZE, SIZE, 3)).astype("float32")
-
-
-def test_cli_model_list_matches_the_backbones() -> None:
-    assert MODELS == NAMES
 
 
 @pytest.mark.parametrize("backbone", NAMES)
@@ -121,11 +118,47 @@ def test_save_load_round_trip_in_safe_mode(tmp_path: Path) -> None:
     model.save(path)
     build_detector(["x"], SIZE, "mobilenet_v3_small")  # moves Keras' automatic layer names on
     loaded = keras.saving.load_model(path)  # safe mode, no custom_objects
-    assert isinstance(loaded, Detector)
+    assert isinstance(loaded, KerasDetector)
     assert loaded.names == ("a", "b") and loaded.imgsz == (SIZE, SIZE)
     out = loaded.predict_on_batch(_images())
     for key in ("boxes", "logits"):
         np.testing.assert_allclose(out[key], reference[key], atol=1e-4)
+
+
+def test_files_saved_under_the_old_class_name_still_load(tmp_path: Path) -> None:
+    # Before the rename the class was edge.model.detector.Detector, registered as "edge>Detector".
+    model = build_detector(["a", "b"], SIZE, "tiny")
+    reference = model.predict_on_batch(_images())
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    assert config["registered_name"] == "edge>KerasDetector"
+    config.update(
+        module="edge.model.detector", class_name="Detector", registered_name="edge>Detector"
+    )
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    loaded = load_detector(tmp_path / "old.keras")
+    assert isinstance(loaded, KerasDetector) and loaded.names == ("a", "b")
+    np.testing.assert_allclose(
+        loaded.predict_on_batch(_images())["boxes"], reference["boxes"], atol=1e-4
+    )
+
+
+def test_the_bundled_keras_model_loads() -> None:
+    path = REPO / "models" / "default.keras"
+    with zipfile.ZipFile(path) as archive:
+        registered = json.loads(archive.read("config.json"))["registered_name"]
+    assert registered in ("edge>Detector", "edge>KerasDetector")
+    model = load_detector(path)
+    assert isinstance(model, KerasDetector)
+    h, w = model.imgsz
+    image = np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype("float32")
+    out = model.predict_on_batch(image)
+    assert out["boxes"].shape[0] == 1 and np.isfinite(out["boxes"]).all()
 
 
 def test_load_detector_errors(tmp_path: Path) -> None:
@@ -162,7 +195,7 @@ def test_model_saved_under_tensorflow_loads_under_jax(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "ok Detector" in done.stdout
+    assert "ok KerasDetector" in done.stdout
 
 
 def test_transfer_weights_keeps_a_fresh_class_predictor_when_classes_change() -> None:

@@ -22,7 +22,7 @@ def test_cpu_session_reports_what_runs(tiny_model):
 def _gpu_runs() -> bool:
     import onnxruntime as ort
 
-    from edge.cli.info import provider_check
+    from edge.machine import provider_check
 
     return (
         "CUDAExecutionProvider" in ort.get_available_providers()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edge.cli.argtypes import imgsz, positive_int
 from edge.errors import ModelError
+from edge.session import PROVIDERS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device",
         default="all",
-        choices=("all", "cpu", "cuda", "tensorrt"),
+        choices=("all", *PROVIDERS),
         help="providers to time (default: all that start)",
     )
     p.add_argument("--imgsz", type=imgsz, help="input size N or HxW (dynamic models)")
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from edge import bench
+    from edge.machine import machine_info
 
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
@@ -50,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     model: Path = args.model
     if not model.is_file():
         raise ModelError(f"model {model}: no such file")
-    devices = ["cpu", "cuda", "tensorrt"] if args.device == "all" else [args.device]
+    devices = list(PROVIDERS) if args.device == "all" else [args.device]
     results = []
     onnx_path = model
     imgsz = args.imgsz
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         onnx_path, devices, imgsz, args.runs, args.warmup, args.threads
     )
     report = bench.BenchReport(
-        model=model.name, imgsz=size, machine=bench.machine_info(), results=ort_results + results
+        model=model.name, imgsz=size, machine=machine_info(), results=ort_results + results
     )
     print(bench.format_table(report))
     if args.json:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edge.cli.argtypes import fraction, imgsz, overlap, whole
 from edge.errors import DataError
+from edge.session import DEVICES
 
 log = logging.getLogger("edge")
 
@@ -49,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device",
         default="cpu",
-        choices=("auto", "cpu", "cuda", "tensorrt"),
+        choices=DEVICES,
         help="ONNX Runtime device (default cpu)",
     )
     p.add_argument(

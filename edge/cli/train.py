@@ -114,7 +114,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     _select_backend(args.backend)
-    from edge.data.pipeline import Augment
+    from edge.data.batches import Augment
     from edge.training import TrainOptions, train
     from edge.training.options import DEFAULT_MODEL
 

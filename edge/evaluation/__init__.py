@@ -24,6 +24,7 @@ from edge.evaluation.predict import (
     predict_keras,
     predict_samples,
     read_image,
+    session_predictor,
 )
 from edge.evaluation.report import format_table, write_json
 
@@ -42,5 +43,6 @@ __all__ = [
     "predict_keras",
     "predict_samples",
     "read_image",
+    "session_predictor",
     "write_json",
 ]

@@ -90,6 +90,19 @@ def keras_predictor(
     return predict
 
 
+def session_predictor(session: Any, *, conf: float = 0.001, iou: float = 0.6) -> Predictor:
+    """A `Predictor` around a loaded `edge.session.ModelSession`: letterbox, run, decode, NMS."""
+    contract = session.contract
+    size = session.input_size()
+    options = PostprocessOptions(conf=conf, iou=iou)
+
+    def predict(image: np.ndarray) -> Detections:
+        tensor, lb = prepare(image, contract, size)
+        return postprocess(session.run(tensor), contract, lb, options)
+
+    return predict
+
+
 def predict_keras(
     model: Any,
     samples: Sequence[Any],

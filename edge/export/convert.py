@@ -36,7 +36,7 @@ BATCH_DIM = "batch"
 class InferenceModel:
     """The Keras model that export converts and verification runs, with its contract."""
 
-    model: Any  # a float32 edge.model.Detector in inference form
+    model: Any  # a float32 edge.model.KerasDetector in inference form
     contract: ModelContract
     config: dict[str, Any]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,25 +114,6 @@ def median_latency_ms(session: Any, tensor: np.ndarray, runs: int, warmup: int =
     return float(np.median(times)) / 1e6
 
 
-Predictor = Callable[[np.ndarray], Any]  # BGR image -> Detections
-
-
-def onnx_predictor(session: Any) -> Predictor:
-    """`edge eval`'s thresholds around a loaded session: letterbox, run, decode, NMS, map back."""
-    from edge.postprocess import PostprocessOptions, postprocess
-    from edge.preprocess import prepare
-
-    contract = session.contract
-    size = session.input_size()
-    options = PostprocessOptions(conf=EVAL_CONF, iou=EVAL_IOU)
-
-    def predict(image: np.ndarray) -> Any:
-        tensor, lb = prepare(image, contract, size)
-        return postprocess(session.run(tensor), contract, lb, options)
-
-    return predict
-
-
 def keras_map(model: Any, samples: Sequence[Any], names: Sequence[str]) -> Any:
     """COCO mAP (an `edge.evaluation.EvalResult`) of the Keras model on `samples`."""
     from edge.evaluation import coco_metrics, predict_keras
@@ -143,6 +124,7 @@ def keras_map(model: Any, samples: Sequence[Any], names: Sequence[str]) -> Any:
 
 def onnx_map(session: Any, samples: Sequence[Any], names: Sequence[str]) -> Any:
     """COCO mAP of the exported model, through the runtime's pre- and post-processing."""
-    from edge.evaluation import coco_metrics, predict_samples
+    from edge.evaluation import coco_metrics, predict_samples, session_predictor
 
-    return coco_metrics(predict_samples(onnx_predictor(session), samples), samples, names)
+    predict = session_predictor(session, conf=EVAL_CONF, iou=EVAL_IOU)
+    return coco_metrics(predict_samples(predict, samples), samples, names)

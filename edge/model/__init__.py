@@ -6,11 +6,11 @@ Importing this package imports Keras and registers every class a saved detector 
 
 from __future__ import annotations
 
-from edge.model.backbone import BACKBONES, NAMES, STRIDES
+from edge.backbones import BACKBONES, DEFAULT_BACKBONE, NAMES
+from edge.model.backbone import STRIDES
 from edge.model.decode import DecodeBoxes, anchor_points
-from edge.model.detector import (
-    DEFAULT_BACKBONE,
-    Detector,
+from edge.model.keras_detector import (
+    KerasDetector,
     build_detector,
     contract_for,
     inference_model,
@@ -25,7 +25,7 @@ __all__ = [
     "STRIDES",
     "DecodeBoxes",
     "DetectionLoss",
-    "Detector",
+    "KerasDetector",
     "anchor_points",
     "build_detector",
     "contract_for",

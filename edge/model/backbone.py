@@ -1,54 +1,22 @@
 """Backbones: a `keras.applications` network (or a tiny test net) cut at strides 8, 16 and 32.
 
+Which backbones exist, and where each is cut, is the table in `edge.backbones`.
+
 Every backbone takes raw RGB pixels 0..255; the normalisation it was trained with is inside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from edge.backbones import BACKBONES, TINY, BackboneSpec, check_name
 from edge.errors import EdgeError, ModelError
 from edge.model.blocks import conv_bn, dw_conv_bn
 
 STRIDES = (8, 16, 32)
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """A `keras.applications` constructor and the layers whose outputs are strides 8 and 16."""
-
-    application: str
-    stride8: str
-    stride16: str
-    width: int  # default neck/head channels for detectors on this backbone
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenet_v3_small": BackboneSpec(
-        "MobileNetV3Small", "expanded_conv_2_add", "expanded_conv_7_add", 64
-    ),
-    "mobilenet_v3_large": BackboneSpec(
-        "MobileNetV3Large", "expanded_conv_5_add", "expanded_conv_11_add", 96
-    ),
-    "efficientnet_v2_b0": BackboneSpec("EfficientNetV2B0", "block3b_add", "block5e_add", 96),
-}
-TINY = "tiny"
-TINY_WIDTH = 32
-NAMES = (TINY, *BACKBONES)
-
-
-def default_width(name: str) -> int:
-    check_name(name)
-    return TINY_WIDTH if name == TINY else BACKBONES[name].width
-
-
-def check_name(name: str) -> None:
-    if name not in NAMES:
-        raise ValueError(f"backbone must be one of {', '.join(NAMES)}, got {name!r}")
 
 
 def build_backbone(

@@ -8,13 +8,13 @@ from pathlib import Path
 import keras
 
 from edge.errors import ModelError
-from edge.model.detector import Detector
+from edge.model.keras_detector import KerasDetector
 
 log = logging.getLogger(__name__)
 
 
-def load_detector(path: str | Path) -> Detector:
-    """A Detector from a `.keras` file (safe mode, uncompiled); ModelError if it is not one."""
+def load_detector(path: str | Path) -> KerasDetector:
+    """A KerasDetector from a `.keras` file (safe mode, uncompiled); ModelError if it is not one."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"a detector file must end in .keras, got {path.name!r}")
@@ -24,12 +24,12 @@ def load_detector(path: str | Path) -> Detector:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for a bad archive
         raise ModelError(f"{path}: cannot load ({type(exc).__name__}: {exc})") from None
-    if not isinstance(model, Detector):
+    if not isinstance(model, KerasDetector):
         raise ModelError(f"{path}: not an edge detector (a {type(model).__name__})")
     return model
 
 
-def transfer_weights(source: Detector, target: Detector) -> list[str]:
+def transfer_weights(source: KerasDetector, target: KerasDetector) -> list[str]:
     """Copy weights layer by layer where name and shapes agree; return the layers left as built.
 
     The backbone moves as one block. Layers whose shapes differ (the class predictor when the

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge.data.pipeline import TrainBatches
+from edge.data.batches import TrainBatches
 
 
 class Feed(keras.utils.PyDataset):

@@ -143,8 +143,8 @@ def _setup(
 ) -> _Run:
     import keras
 
-    from edge.data.pipeline import TrainBatches
-    from edge.model import Detector
+    from edge.data.batches import TrainBatches
+    from edge.model import KerasDetector
     from edge.training.callbacks import RESULTS_FILE, EpochEnd, truncate_rows
     from edge.training.checkpoint import remove_stale_temps, write_text
     from edge.training.distribute import place, set_precision
@@ -196,7 +196,8 @@ def _setup(
             from edge.training.checkpoint import assign
 
             assign(model.optimizer.variables, state.optimizer, "optimizer")
-    twin = Detector.from_config(model.get_config())  # a plain copy to save: no optimizer inside
+    # A plain copy to save: no optimizer inside.
+    twin = KerasDetector.from_config(model.get_config())
     writes = placement.chief or every_process_saves
     if writes:
         for path in remove_stale_temps(out):
@@ -231,10 +232,10 @@ def _setup(
 
 
 def _model(names: Sequence[str], options: TrainOptions, state: Any) -> Any:
-    from edge.model import Detector, build_detector, load_detector, transfer_weights
+    from edge.model import KerasDetector, build_detector, load_detector, transfer_weights
 
     if state is not None:
-        model = Detector.from_config(state.model_config)
+        model = KerasDetector.from_config(state.model_config)
         from edge.training.checkpoint import assign
 
         assign(model.weights, state.weights, "weight")
@@ -243,7 +244,7 @@ def _model(names: Sequence[str], options: TrainOptions, state: Any) -> Any:
         source = load_detector(options.init)
         if source.backbone_name != options.model:
             log.info("--init: using its backbone %s (not %s)", source.backbone_name, options.model)
-        model = Detector(
+        model = KerasDetector(
             names,
             options.imgsz,
             source.backbone_name,

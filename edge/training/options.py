@@ -9,11 +9,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from edge.data.pipeline import Augment
+from edge.backbones import DEFAULT_BACKBONE, NAMES
+from edge.data.batches import Augment
 
-# Keep in step with edge.model.backbone.NAMES (a test checks); repeated here to stay Keras-free.
-MODELS = ("tiny", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_v2_b0")
-DEFAULT_MODEL = "mobilenet_v3_small"
+MODELS = NAMES  # --model takes a backbone name
+DEFAULT_MODEL = DEFAULT_BACKBONE
 PRECISIONS = ("fp32", "mixed")
 
 

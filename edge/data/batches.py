@@ -1,4 +1,4 @@
-"""The training input pipeline: decode, box-aware augmentation, padded batches, prefetching.
+"""Training batches (the input pipeline): decode, box-aware augmentation, padding, prefetching.
 
 Pure numpy and OpenCV (OpenCV releases the GIL, so threads decode in parallel); `edge.training`
 wraps `TrainBatches` for Keras. With augmentation off, an image is placed exactly as the runtime's

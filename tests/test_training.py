@@ -13,10 +13,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from edge.data.batches import NO_AUGMENT, Augment  # noqa: E402
 from edge.data.dataset import Dataset  # noqa: E402
-from edge.data.pipeline import NO_AUGMENT, Augment  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
-from edge.model import Detector, build_detector, contract_for, load_detector  # noqa: E402
+from edge.model import KerasDetector, build_detector, contract_for, load_detector  # noqa: E402
 from edge.model.losses import DetectionLoss  # noqa: E402
 from edge.training import TrainOptions, train  # noqa: E402
 from edge.training.checkpoint import STATE_FILE, load_state  # noqa: E402
@@ -131,7 +131,7 @@ def test_fine_tuning_from_a_detector_with_other_classes(toy: Dataset, tmp_path: 
         np.testing.assert_array_equal(a, b)  # frozen for the first epoch
     assert any(not np.array_equal(a, b) for a, b in zip(seen[1], seen[0], strict=True))
     tuned = load_detector(tmp_path / "b" / "last.keras")
-    assert isinstance(tuned, Detector) and tuned.names == ("red", "green", "blue")
+    assert isinstance(tuned, KerasDetector) and tuned.names == ("red", "green", "blue")
     assert tuned.imgsz == (96, 96)
 
 

@@ -1,4 +1,4 @@
-"""edge.data.pipeline: letterbox parity with the runtime, box-aware augmentation, batching."""
+"""edge.data.batches: letterbox parity with the runtime, box-aware augmentation, batching."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.data.dataset import Dataset, Sample
-from edge.data.pipeline import (
+from edge.data.batches import (
     NO_AUGMENT,
     Augment,
     TrainBatches,
@@ -19,6 +18,7 @@ from edge.data.pipeline import (
     iterate,
     pad_targets,
 )
+from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
 from edge.preprocess import letterbox
 from edge.training.toy import write_toy_dataset
@@ -154,5 +154,5 @@ def test_bad_batch_settings(toy: Dataset, kwargs: dict, error: type) -> None:
 def test_the_pipeline_imports_no_keras_or_tensorflow() -> None:
     import subprocess
 
-    code = "import sys, edge.data.pipeline, edge.training; assert not {'keras', 'tensorflow'} & set(sys.modules)"
+    code = "import sys, edge.data.batches, edge.training; assert not {'keras', 'tensorflow'} & set(sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

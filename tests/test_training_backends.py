@@ -24,7 +24,7 @@ from edge.training.toy import write_toy_yolo  # noqa: E402
 _COMMON = """
 import json, sys
 from pathlib import Path
-from edge.data.pipeline import NO_AUGMENT
+from edge.data.batches import NO_AUGMENT
 from edge.training import TrainOptions, train
 from edge.training.toy import write_toy_dataset
 out = Path(sys.argv[1])

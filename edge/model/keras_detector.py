@@ -1,7 +1,8 @@
-"""The detector: backbone -> PAN-FPN neck -> shared decoupled head -> decoded boxes and scores.
+"""The Keras detector: backbone -> PAN-FPN neck -> shared decoupled head -> decoded boxes and scores.
 
-`Detector` is a functional Keras model whose constructor arguments are its config, so
-`keras.saving.load_model(path)` rebuilds it in safe mode once `edge.model` is imported.
+`KerasDetector` is the network edge trains and exports (the runtime's `edge.detector.Detector` runs
+the exported ONNX file). It is a functional Keras model whose constructor arguments are its config,
+so `keras.saving.load_model(path)` rebuilds it in safe mode once `edge.model` is imported.
 Training outputs are {"boxes", "logits"}; the inference variant outputs {"boxes", "scores"}.
 """
 
@@ -14,15 +15,16 @@ import keras
 import numpy as np
 from keras import ops
 
+from edge.backbones import DEFAULT_BACKBONE, check_name, default_width
 from edge.contract import XYXY_SCORES, ModelContract
-from edge.model.backbone import STRIDES, build_backbone, check_name, default_width
+from edge.model.backbone import STRIDES, build_backbone
 from edge.model.blocks import BN_MOMENTUM
 from edge.model.decode import DecodeBoxes, anchor_points
 from edge.model.head import decoupled_head
 from edge.model.losses import DetectionLoss
 from edge.model.neck import pan_fpn
 
-DEFAULT_BACKBONE = "mobilenet_v3_small"
+LEGACY_REGISTERED_NAME = "edge>Detector"  # what .keras files saved before the rename call it
 
 
 def _imgsz(value: int | Sequence[int]) -> tuple[int, int]:
@@ -33,7 +35,7 @@ def _imgsz(value: int | Sequence[int]) -> tuple[int, int]:
 
 
 @keras.saving.register_keras_serializable(package="edge")
-class Detector(keras.Model):
+class KerasDetector(keras.Model):
     """An anchor-free single-stage detector for `names` at input size `imgsz` (height, width).
 
     Input `images` float32 [B, H, W, 3] RGB 0..255. Outputs (dict): `boxes` [B, N, 4] xyxy in
@@ -172,8 +174,12 @@ class Detector(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Detector:
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> KerasDetector:
         return cls(**config)
+
+
+# Old files ("edge>Detector") load as KerasDetector.
+keras.saving.get_custom_objects()[LEGACY_REGISTERED_NAME] = KerasDetector
 
 
 def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -200,30 +206,30 @@ def build_detector(
     backbone: str = DEFAULT_BACKBONE,
     weights: str | None = None,
     **kwargs: Any,
-) -> Detector:
+) -> KerasDetector:
     """A new training detector; `weights` ("imagenet", None or a file) initialises the backbone."""
-    return Detector(names, imgsz, backbone, backbone_weights=weights, **kwargs)
+    return KerasDetector(names, imgsz, backbone, backbone_weights=weights, **kwargs)
 
 
-def inference_model(detector: Detector) -> Detector:
+def inference_model(detector: KerasDetector) -> KerasDetector:
     """The export/runtime form of `detector`: outputs {"boxes", "scores"}, float32, same weights."""
-    if not isinstance(detector, Detector):
-        raise TypeError(f"expected an edge Detector, got {type(detector).__name__}")
+    if not isinstance(detector, KerasDetector):
+        raise TypeError(f"expected an edge.model.KerasDetector, got {type(detector).__name__}")
     config = {**detector.get_config(), "inference": True, "name": f"{detector.name}_inference"}
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")  # an exported graph is float32 whatever trained it
     try:
-        model = Detector.from_config(config)
+        model = KerasDetector.from_config(config)
     finally:
         keras.config.set_dtype_policy(policy)
     model.set_weights(detector.get_weights())
     return model
 
 
-def contract_for(model: Detector) -> ModelContract:
-    """The model contract of a Detector (training or inference form): what export writes."""
-    if not isinstance(model, Detector):
-        raise TypeError(f"expected an edge Detector, got {type(model).__name__}")
+def contract_for(model: KerasDetector) -> ModelContract:
+    """The model contract of a KerasDetector (training or inference form): what export writes."""
+    if not isinstance(model, KerasDetector):
+        raise TypeError(f"expected an edge.model.KerasDetector, got {type(model).__name__}")
     return ModelContract(
         names=model.names,
         imgsz=model.imgsz,

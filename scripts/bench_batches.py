@@ -1,8 +1,8 @@
 """Is the input pipeline the bottleneck? Images/s of the pipeline alone, through Keras `fit` with a
 no-op model, and (with --train MODEL) of real training steps fed by it and fed from memory.
 
-    python scripts/bench_pipeline.py --data ../shared/datasets/raccoon --imgsz 320 --batch 16
-    python scripts/bench_pipeline.py --toy 64 --train mobilenet_v3_small --steps 10
+    python scripts/bench_batches.py --data ../shared/datasets/raccoon --imgsz 320 --batch 16
+    python scripts/bench_batches.py --toy 64 --train mobilenet_v3_small --steps 10
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from edge.data.pipeline import NO_AUGMENT, Augment, TrainBatches, benchmark
+    from edge.data.batches import NO_AUGMENT, Augment, TrainBatches, benchmark
 
     samples = _samples(args)
     augment = NO_AUGMENT if args.no_augment else Augment()
