@@ -223,7 +223,7 @@ class StreamCounter:
         c = self.zone_counts[zone]
         c.exits[track.class_id] = c.exits.get(track.class_id, 0) + 1
         c.occupancy[track.class_id] -= 1
-        dwell = track.t - track.entered.pop(zone)  # to the last time it was seen in the zone
+        dwell = track.t - track.entered.pop(zone)  # to when it was seen out, or last seen if lost
         return self._event("exit", track, wall, zone=zone, dwell_s=dwell, lost=lost)
 
     # --- tracks that come and go ----------------------------------------------------------------

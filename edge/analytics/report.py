@@ -16,7 +16,7 @@ def _name(counter: StreamCounter, class_id: int) -> str:
 
 
 def flat_counts(counter: StreamCounter) -> dict[Key, int]:
-    """Every count of a stream as one flat table, for comparing two runs or a run with the truth."""
+    """Every non-zero count of a stream as one flat table, to compare two runs or a run with truth."""
     out: dict[Key, int] = {}
     s = counter.stream
     for line, c in counter.line_counts.items():
@@ -28,7 +28,7 @@ def flat_counts(counter: StreamCounter) -> dict[Key, int]:
             out[(s, zone, _name(counter, cid), "enter")] = n
         for cid, n in z.exits.items():
             out[(s, zone, _name(counter, cid), "exit")] = n
-    return out
+    return {k: v for k, v in out.items() if v}
 
 
 @dataclass(frozen=True)
