@@ -285,9 +285,9 @@ def test_two_streams_count_their_own_lines_and_zones(tmp_path):
     with Analytics({"a": a, "b": b}, names=["person"], outputs=[EventLog(path)]) as an:
         for i, y in enumerate((60, 90, 120, 150)):
             # The same boxes and ids in both streams: a's door sees a crossing, b's bay an entry.
-            an.process(frame("a", i), dets([box_at(100, y)], [1]), t=i / 10)
-            an.process(frame("b", i), dets([box_at(100, y)], [1]), t=i / 10)
-            an.process(frame("c", i), dets([box_at(100, y)], [1]), t=i / 10)  # no regions
+            an.update(frame("a", i), dets([box_at(100, y)], [1]), t=i / 10)
+            an.update(frame("b", i), dets([box_at(100, y)], [1]), t=i / 10)
+            an.update(frame("c", i), dets([box_at(100, y)], [1]), t=i / 10)  # no regions
         assert not path.exists()  # written under a temporary name until closed
     rows = [json.loads(s) for s in path.read_text().splitlines()]
     assert [(r["stream"], r["kind"], r.get("line"), r.get("zone")) for r in rows] == [
@@ -304,7 +304,7 @@ def test_summary_reports_the_counting_error_against_truth():
     an = Analytics(default=options, names=["person"])
     for i, y in enumerate((60, 90, 120, 150)):
         truth = dets([box_at(100, y), box_at(200, y)], [1, 2])  # two people cross
-        an.process(frame("cam", i, truth), dets([box_at(100, y)], [5]), t=i / 10)  # one is seen
+        an.update(frame("cam", i, truth), dets([box_at(100, y)], [5]), t=i / 10)  # one is seen
     text = an.summary()
     assert "counting error against the truth: 1 of 2 true counts (50.0%); counted 1" in text
     row = next(s for s in text.splitlines() if s.startswith("cam") and "line door" in s)
@@ -328,8 +328,39 @@ def test_prometheus_text():
     an = Analytics(
         default=RegionOptions(zones=(parse_zone("bay=0,0,160,0,160,240,0,240"),)), names=["car"]
     )
-    an.process(frame("cam", 0), dets([box_at(50, 100), box_at(60, 100)], [1, 2]), t=0.0)
+    an.update(frame("cam", 0), dets([box_at(50, 100), box_at(60, 100)], [1, 2]), t=0.0)
     text = an.metrics()
     assert 'edge_zone_occupancy{source="cam",zone="bay",class="car"} 2' in text
     assert 'edge_zone_entries_total{source="cam",zone="bay",class="car"} 2' in text
     assert "# TYPE edge_line_crossings_total counter" in text
+
+
+def test_the_loop_hook_attaches_events_and_a_drawing():
+    from types import SimpleNamespace
+
+    an = Analytics(default=RegionOptions(lines=(parse_line("door=0,100,320,100"),)), names=["p"])
+    drawn = []
+    for i, y in enumerate((60, 90, 120)):
+        result = SimpleNamespace(
+            stream="cam", frame=frame("cam", i), detections=dets([box_at(100, y)], [1]),
+            events=[], overlay=[],
+        )  # fmt: skip
+        an.process(result)
+        image = np.zeros((240, 320, 3), np.uint8)
+        for overlay in result.overlay:
+            overlay(image)  # draws in place, as the loop does on its own copy
+        drawn.append(image)
+    assert [e["event"] for e in result.events] == ["cross-in"] and result.events[0][
+        "line"
+    ] == "door"
+    assert drawn[-1][100, 200:300].max() > 100
+
+
+def test_dwell_is_measured_in_video_time_when_the_stream_has_an_fps():
+    zone = parse_zone("bay=0,0,320,0,320,240,0,240")
+    an = Analytics(default=RegionOptions(zones=(zone,), dwell_alert_s=1.0), fps={"cam": 10.0})
+    kinds = []
+    for i in range(12):  # captured 0.1 s apart per `frame`, but the clock is index / fps
+        f = Frame(np.zeros((240, 320, 3), np.uint8), i, 5 * i, "cam")
+        kinds += [(e.kind, e.frame) for e in an.update(f, dets([box_at(100, 100)], [1]))]
+    assert kinds == [("enter", 0), ("dwell", 10)]

@@ -26,6 +26,12 @@ def draw_regions(image: np.ndarray, counter: StreamCounter) -> np.ndarray:
     """A new image with the counter's zones (shaded, with occupancy) and lines (with an arrow to
     the "in" side and the in/out counts)."""
     out = image.copy()
+    draw_regions_into(out, counter)
+    return out
+
+
+def draw_regions_into(out: np.ndarray, counter: StreamCounter) -> None:
+    """`draw_regions` onto `out` itself (the loop's own copy of a frame)."""
     h, w = out.shape[:2]
     counter.resolve(w, h)  # regions given as fractions need the frame size
     scale = max(min(h, w) / 900, 0.4) * 0.6
@@ -55,4 +61,3 @@ def draw_regions(image: np.ndarray, counter: StreamCounter) -> np.ndarray:
         n_in, n_out = counter.line_counts[line.name].total
         label = f"{line.name}  in {n_in}  out {n_out}"
         _label(out, label, (int(mid[0] - normal[0] * 30), int(mid[1] - 8)), LINE_COLOR, scale)
-    return out

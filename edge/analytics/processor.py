@@ -10,7 +10,7 @@ import numpy as np
 
 from edge.analytics.counting import RegionOptions, StreamCounter
 from edge.analytics.events import Event, EventLog
-from edge.analytics.overlay import draw_regions
+from edge.analytics.overlay import draw_regions, draw_regions_into
 from edge.analytics.report import prometheus, summary_table
 from edge.types import Detections, Frame
 
@@ -34,10 +34,12 @@ class Analytics:
         outputs: Sequence[object] = (),
         snapshots: object | None = None,
         score_truth: bool = True,
+        fps: Mapping[str, float] | None = None,
     ) -> None:
         self.regions, self.default = dict(regions or {}), default
         self.names, self.outputs, self.snapshots = tuple(names), list(outputs), snapshots
         self.score_truth = score_truth
+        self.fps = dict(fps or {})
         self.counters: dict[str, StreamCounter] = {}
         self.truth: dict[str, StreamCounter] = {}
         self.events = 0
@@ -51,19 +53,40 @@ class Analytics:
             c = self.counters[stream] = StreamCounter(options, stream, self.names)
         return c
 
-    def process(self, frame: Frame, detections: Detections, t: float | None = None) -> list[Event]:
-        """This frame's events (delivered and written already). `t`: the stream's clock in
-        seconds (default: the frame's capture time)."""
-        c = self.counter(frame.source_id)
+    def process(self, result: object) -> None:
+        """The loop's processor hook: count a `FrameResult`, attach its events (as dicts with
+        "event" set to the kind) and the drawing of the stream's regions and counts."""
+        stream = result.stream  # type: ignore[attr-defined]
+        events = self.update(result.frame, result.detections, stream=stream)  # type: ignore[attr-defined]
+        result.events.extend({"event": e.kind, **e.to_dict()} for e in events)  # type: ignore[attr-defined]
+        c = self.counters.get(stream)
+        if c is not None:
+            result.overlay.append(lambda image, c=c: draw_regions_into(image, c))  # type: ignore[attr-defined]
+
+    def update(
+        self,
+        frame: Frame,
+        detections: Detections,
+        t: float | None = None,
+        stream: str | None = None,
+    ) -> list[Event]:
+        """This frame's events (delivered and written already). `t` is the stream's clock in
+        seconds: by default the frame index over the stream's `fps` when known (a file, the
+        synthetic scene: dwell in video time), else the capture time. `stream` defaults to the
+        frame's source id."""
+        stream = frame.source_id if stream is None else stream
+        c = self.counter(stream)
         if c is None:
             return []
-        t = frame.captured_ns / 1e9 if t is None else t
+        if t is None:
+            fps = self.fps.get(stream)
+            t = frame.index / fps if fps else frame.captured_ns / 1e9
         h, w = frame.image.shape[:2]
         events = c.update(detections, frame.index, t, (w, h))
         if self.score_truth and frame.truth is not None and np.all(frame.truth.track_id >= 0):
-            if frame.source_id not in self.truth:
-                self.truth[frame.source_id] = StreamCounter(c.options, c.stream, self.names)
-            self.truth[frame.source_id].update(frame.truth, frame.index, t, (w, h))
+            if stream not in self.truth:
+                self.truth[stream] = StreamCounter(c.options, c.stream, self.names)
+            self.truth[stream].update(frame.truth, frame.index, t, (w, h))
         if not events:
             return events
         if self.snapshots is not None:
