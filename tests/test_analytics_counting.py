@@ -364,3 +364,28 @@ def test_dwell_is_measured_in_video_time_when_the_stream_has_an_fps():
         f = Frame(np.zeros((240, 320, 3), np.uint8), i, 5 * i, "cam")
         kinds += [(e.kind, e.frame) for e in an.update(f, dets([box_at(100, 100)], [1]))]
     assert kinds == [("enter", 0), ("dwell", 10)]
+
+
+def test_snapshots_crop_the_object_of_each_event(tmp_path):
+    import cv2
+
+    from edge.analytics.snapshots import Snapshots
+
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[70:100, 90:110] = (0, 0, 255)  # the object: a red box whose bottom-centre is (100, 100)
+    zone = parse_zone("bay=0,0,320,0,320,240,0,240")
+    with Analytics(default=RegionOptions(zones=(zone,)), snapshots=Snapshots(tmp_path / "s")) as an:
+        f = Frame(image, 3, 0, "cam 1")
+        events = an.update(f, dets([box_at(100, 100)], [1]))
+    path = tmp_path / "s" / "cam_1" / "000003-1-enter-bay.jpg"
+    assert events[0].extra == {"snapshot": str(path)} and path.is_file()
+    crop = cv2.imread(str(path))
+    assert crop.shape[:2] == (40, 27)  # 30 x 20 and 15% each side, clipped to whole pixels
+    assert crop[20, 13, 2] > 200 and crop[20, 13, 0] < 60  # red in the middle
+
+
+def test_event_file_errors_name_the_flag(tmp_path):
+    from edge.errors import EdgeError
+
+    with pytest.raises(EdgeError, match=r"--events .*no_dir/e.jsonl: cannot write"):
+        EventLog(tmp_path / "no_dir" / "e.jsonl")
