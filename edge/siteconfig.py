@@ -52,6 +52,13 @@ class SiteConfig:
     dwell_alert: float | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     run: dict[str, object] = field(default_factory=dict)
+    lines_of: dict[str, int] = field(
+        default_factory=dict
+    )  # "run.conf" -> its line, for later errors
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        """An error found after loading (an unknown flag under run:), naming the key's line."""
+        return ConfigError(f"{self.path}:{self.lines_of.get(key, 1)}: {key}: {message}")
 
 
 class _Reader:
@@ -200,10 +207,13 @@ def load(path: str | Path) -> SiteConfig:
     if "outputs" in top:
         for k, v in r.mapping(top["outputs"], "outputs", OUTPUTS).items():
             outputs[k] = r.text(v, f"outputs.{k}")
-    run = {}
+    run, lines_of = {}, {}
     if "run" in top:
         for k, v in r.mapping(top["run"], "run").items():
             run[k] = r.scalar(v, f"run.{k}")
+            lines_of[f"run.{k}"] = v.start_mark.line + 1
+    for k, v in top.items():
+        lines_of[k] = v.start_mark.line + 1
     return SiteConfig(
         path=path,
         model=r.text(top["model"], "model") if "model" in top else None,
@@ -214,17 +224,5 @@ def load(path: str | Path) -> SiteConfig:
         dwell_alert=dwell,
         outputs=outputs,
         run=run,
+        lines_of=lines_of,
     )
-
-
-def line_of(config: SiteConfig, key: str) -> int:
-    """The line a top-level key of `run` sits on, for errors found later (an unknown flag)."""
-    import yaml
-
-    root = yaml.compose(config.path.read_text(encoding="utf-8"))
-    for k, v in root.value:
-        if k.value == "run":
-            for rk, _ in v.value:
-                if rk.value == key:
-                    return rk.start_mark.line + 1
-    return 1

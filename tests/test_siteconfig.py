@@ -85,3 +85,10 @@ def test_missing_and_empty_files(tmp_path):
         load(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="the file is empty"):
         load(write(tmp_path, "# nothing\n"))
+
+
+def test_later_errors_still_name_the_line(tmp_path):
+    c = load(write(tmp_path, GOOD))
+    assert str(c.fail("run.device", "no such device")).endswith(
+        "site.yaml:19: run.device: no such device"
+    )
