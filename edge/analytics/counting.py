@@ -263,6 +263,15 @@ class StreamCounter:
                 events.append(dataclasses.replace(exit_, frame=frame, t=t))  # noticed now
         return events
 
+    def anchors(self) -> list[tuple[float, float]]:
+        """Anchor points of the objects seen in the latest frame."""
+        last = max((tr.frame for tr in self._tracks.values()), default=None)
+        return [
+            (float(tr.anchor[0]), float(tr.anchor[1]))
+            for tr in self._tracks.values()
+            if tr.frame == last
+        ]
+
     @property
     def occupancy(self) -> dict[str, dict[int, int]]:
         return {name: dict(c.occupancy) for name, c in self.zone_counts.items()}

@@ -34,7 +34,7 @@ def draw_regions_into(out: np.ndarray, counter: StreamCounter) -> None:
     """`draw_regions` onto `out` itself (the loop's own copy of a frame)."""
     h, w = out.shape[:2]
     counter.resolve(w, h)  # regions given as fractions need the frame size
-    scale = max(min(h, w) / 900, 0.4) * 0.6
+    scale = max(min(h, w) / 900, 0.4) * 0.9
     thick = max(int(round(min(h, w) / 300)), 1)
     for zone in counter.zones:
         pts = np.round(np.asarray(zone.points)).astype(np.int32)
@@ -53,11 +53,14 @@ def draw_regions_into(out: np.ndarray, counter: StreamCounter) -> None:
         mid = np.array([(x1 + x2) / 2, (y1 + y2) / 2])
         d = np.array([x2 - x1, y2 - y1]) / max(float(np.hypot(x2 - x1, y2 - y1)), 1e-9)
         normal = np.array([-d[1], d[0]])  # towards the "in" (right-hand) side
-        tip = mid + normal * 18 * thick
+        tip = mid + normal * 24 * thick
         cv2.arrowedLine(
             out, tuple(int(v) for v in mid), tuple(int(v) for v in tip), LINE_COLOR, thick,
             cv2.LINE_AA, tipLength=0.35,
         )  # fmt: skip
         n_in, n_out = counter.line_counts[line.name].total
         label = f"{line.name}  in {n_in}  out {n_out}"
-        _label(out, label, (int(mid[0] - normal[0] * 30), int(mid[1] - 8)), LINE_COLOR, scale)
+        quarter = (3 * np.array([x1, y1]) + np.array([x2, y2])) / 4  # clear of the arrow
+        _label(out, label, (int(quarter[0]) + 4, int(quarter[1]) - 6), LINE_COLOR, scale)
+    for x, y in counter.anchors():  # the point that decides, of each object seen last frame
+        cv2.circle(out, (int(round(x)), int(round(y))), thick + 2, LINE_COLOR, -1, cv2.LINE_AA)
