@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from edge.annotate import draw
-from edge.pipeline import Loop, LoopOptions
+from edge.loop import Loop, LoopOptions
 from edge.postprocess import PostprocessOptions, postprocess
 from edge.preprocess import prepare
 from edge.session import ModelSession, SessionOptions

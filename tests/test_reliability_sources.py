@@ -18,9 +18,8 @@ import cv2
 import pytest
 from stream_server import MjpegServer
 
-from edge import sources
 from edge.errors import SourceError
-from edge.sources import SourceOptions, open_source
+from edge.sources import SourceOptions, capture, open_source
 from edge.synthetic import SyntheticScene
 from edge.telemetry import read_events, read_records
 
@@ -32,10 +31,10 @@ FAST = SourceOptions(reconnect_attempts=20, reconnect_backoff=(0.1, 0.3))
 # --- a live stream ------------------------------------------------------------------------------
 
 
-def _take(src, n: int, timeout: float = 20.0) -> int:
-    """Read n frames from src (or fewer if it ends or the time runs out)."""
+def _take(src, n: int, timeout: float = 20.0, stalled=None) -> int:
+    """Read n frames from src (or fewer if it ends, `stalled()` says stop, or the time runs out)."""
     got, deadline = 0, time.monotonic() + timeout
-    for _ in src:
+    for _ in src.frames(stalled):
         got += 1
         if got >= n or time.monotonic() > deadline:
             break
@@ -72,7 +71,7 @@ def test_stream_reconnects_after_the_server_restarts():
 def test_a_stalled_stream_times_out_instead_of_blocking(monkeypatch):
     # The server keeps the connection open and sends nothing: without a read timeout cv2.read
     # blocks for 30 s. With it the source notices, reconnects, and recovers when data flows again.
-    monkeypatch.setattr(sources, "STREAM_TIMEOUT_MS", 800)
+    monkeypatch.setattr(capture, "STREAM_TIMEOUT_MS", 800)
     with MjpegServer() as server, open_source(server.url, FAST) as src:
         assert _take(src, 5) == 5
         server.pause()
@@ -94,8 +93,7 @@ def test_a_consumer_stops_waiting_during_an_outage():
         assert _take(src, 3) == 3
         server.stop()
         stop_at = time.monotonic() + 0.5
-        src.on_stall = lambda: time.monotonic() > stop_at
-        rest = _take(src, 1000)
+        rest = _take(src, 1000, stalled=lambda: time.monotonic() > stop_at)
         ended = time.monotonic()
     assert ended - stop_at < 1.0 and rest < 30
     assert [e.kind for e in src.stats.events] == ["lost"]

@@ -13,8 +13,9 @@ from batch_models import batch_detector
 from test_cli_run import edge
 
 from edge.errors import SourceError
-from edge.multistream import MultiLoop, _Inbox, per_source_path, stream_ids
-from edge.pipeline import Loop, LoopOptions
+from edge.feed import Prepared, StreamReader, ThreadedFeed
+from edge.loop import Loop, LoopOptions, stream_ids
+from edge.observe import per_stream_path
 from edge.session import ModelSession
 from edge.sinks import Sink
 from edge.sources import SequentialSource, SourceOptions, open_source
@@ -57,36 +58,53 @@ def test_stream_ids(names, ids):
     assert stream_ids(names) == ids
 
 
-def test_per_source_path():
-    assert per_source_path(Path("d/out.mp4"), 2) == Path("d/out.2.mp4")
+def test_per_stream_path():
+    assert per_stream_path(Path("d/out.mp4"), 2) == Path("d/out.2.mp4")
 
 
-def test_inbox_round_robin_and_bounded_wait():
-    box = _Inbox([2, 2, 2])
+def _item(stream: int, tag: str) -> Prepared:
+    frame = Frame(np.zeros((1, 1, 3), np.uint8), 0, 0, tag)
+    return Prepared(stream, frame, np.zeros(1), None, 0, 0, 0)  # type: ignore[arg-type]
+
+
+def _box(n: int, live: bool = False, poll_s: float = 0.1) -> ThreadedFeed:
+    src = SequentialSource("s", lambda: None, None)
+    src.live = live
+    readers = [
+        StreamReader(i, f"s{i}", src, lambda im: None, None, lambda: False) for i in range(n)
+    ]
+    return ThreadedFeed(readers, poll_s=poll_s)  # type: ignore[arg-type]
+
+
+def _tags(items):
+    return None if items is None else [(it.stream, it.frame.source_id) for it in items]
+
+
+def test_feed_round_robin_and_bounded_wait():
+    box = _box(3, poll_s=0.01)
     for i in (0, 1, 2):
-        box.put(i, f"x{i}")  # type: ignore[arg-type]
-    assert box.take(1, 0.0, start=1) == [(1, "x1")]
-    assert box.take(3, 0.0, start=2) == [(2, "x2"), (0, "x0")]
-    box.put(0, "y0")  # type: ignore[arg-type]
+        box._put(i, _item(i, f"x{i}"))
+    assert _tags(box.take(1, 0.0, start=1)) == [(1, "x1")]
+    assert _tags(box.take(3, 0.0, start=2)) == [(2, "x2"), (0, "x0")]
+    box._put(0, _item(0, "y0"))
     started = time.monotonic()
-    assert box.take(3, 0.05, start=0) == [(0, "y0")]  # the others never came: waited 50 ms
+    assert _tags(box.take(3, 0.05, start=0)) == [(0, "y0")]  # the others never came: waited 50 ms
     assert 0.04 < time.monotonic() - started < 1.0
-    assert box.take(3, 0.0, start=0, poll_s=0.01) == []  # nothing ready yet
-    for i in (0, 1, 2):
-        box.finish(i)
+    assert box.take(3, 0.0, start=0) == []  # nothing ready yet
+    box._open = [False] * 3
     assert box.take(3, 0.0, start=0) is None  # every stream has ended
 
 
-def test_inbox_does_not_wait_for_a_stream_out_of_step():
-    box = _Inbox([1, 1])
+def test_feed_does_not_wait_for_a_stream_out_of_step():
+    box = _box(2, live=True)
     for k in range(2):  # stream 1 delivers every 0.3 s
-        box.put(1, f"s1-{k}")  # type: ignore[arg-type]
-        assert box.take(2, 0.0, start=1) == [(1, f"s1-{k}")]
+        box._put(1, _item(1, f"s1-{k}"))
+        assert _tags(box.take(2, 0.0, start=1)) == [(1, f"s1-{k}")]
         if k == 0:
             time.sleep(0.3)
-    box.put(0, "s0")  # type: ignore[arg-type]
+    box._put(0, _item(0, "s0"))
     started = time.monotonic()
-    assert box.take(2, 0.2, start=0) == [(0, "s0")]  # stream 1 is due in 0.3 s: no wait
+    assert _tags(box.take(2, 0.2, start=0)) == [(0, "s0")]  # stream 1 is due in 0.3 s: no wait
     assert time.monotonic() - started < 0.1
 
 
@@ -95,7 +113,7 @@ def run_many(model: Path, seeds: list[int], frames: int, batch: bool = True):
     sink = Collect()
     sources = [synthetic(s) for s in seeds]
     try:
-        loop = MultiLoop(session, sources, [sink], LoopOptions(max_frames=frames), batch=batch)
+        loop = Loop(session, sources, [sink], LoopOptions(max_frames=frames, batch=batch))
         return loop, loop.run(), sink
     finally:
         for s in sources:
@@ -139,9 +157,7 @@ def test_live_streams_batch_with_bounded_wait(batch_model, tmp_path):
     trace = tmp_path / "t.json"
     try:
         with TraceWriter(trace) as tw:
-            loop = MultiLoop(
-                session, sources, [], LoopOptions(duration=1.5), observers=[tw], batch_wait_ms=5
-            )
+            loop = Loop(session, sources, [tw], LoopOptions(duration=1.5, batch_wait_ms=5))
             result = loop.run()
     finally:
         for s in sources:
@@ -164,7 +180,7 @@ def test_stop_event_and_reader_errors(batch_model):
     sources = [synthetic(0, realtime=True), synthetic(1, realtime=True)]
     threading.Timer(0.5, stop.set).start()
     try:
-        result = MultiLoop(session, sources, [], LoopOptions(), stop=stop).run()
+        result = Loop(session, sources, [], LoopOptions(), stop=stop).run()
     finally:
         for s in sources:
             s.close()
@@ -175,16 +191,14 @@ def test_stop_event_and_reader_errors(batch_model):
 
     bad = SequentialSource("bad", broken, None)
     with synthetic(0) as good, pytest.raises(SourceError, match="fell off"):
-        MultiLoop(session, [good, bad], [], LoopOptions(max_frames=50)).run()
+        Loop(session, [good, bad], [], LoopOptions(max_frames=50)).run()
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "needle"),
-    [({"batch_wait_ms": -1}, "--batch-wait-ms"), ({"ids": ["a", "a"]}, "unique")],
-)
-def test_bad_arguments(batch_model, kwargs, needle):
-    with synthetic(0) as a, synthetic(1) as b, pytest.raises(ValueError, match=needle):
-        MultiLoop(ModelSession(batch_model), [a, b], **kwargs)
+def test_bad_arguments(batch_model):
+    with pytest.raises(ValueError, match="--batch-wait-ms"):
+        LoopOptions(batch_wait_ms=-1)
+    with synthetic(0) as a, synthetic(1) as b, pytest.raises(ValueError, match="unique"):
+        Loop(ModelSession(batch_model), [a, b], ids=["a", "a"])
 
 
 def test_cli_several_sources(tmp_path, batch_model):
