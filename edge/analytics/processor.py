@@ -4,6 +4,7 @@ delivers the events, draws the counts, and reports them (table, Prometheus, erro
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -43,6 +44,8 @@ class Analytics:
         self.counters: dict[str, StreamCounter] = {}
         self.truth: dict[str, StreamCounter] = {}
         self.events = 0
+        # The loop's finishing thread counts while the web server's threads read (/metrics).
+        self._lock = threading.RLock()
 
     def counter(self, stream: str) -> StreamCounter | None:
         c = self.counters.get(stream)
@@ -61,7 +64,7 @@ class Analytics:
         result.events.extend({"event": e.kind, **e.to_dict()} for e in events)  # type: ignore[attr-defined]
         c = self.counters.get(stream)
         if c is not None:
-            result.overlay.append(lambda image, c=c: draw_regions_into(image, c))  # type: ignore[attr-defined]
+            result.overlay.append(lambda image, c=c: self._draw_into(image, c))  # type: ignore[attr-defined]
 
     def update(
         self,
@@ -74,7 +77,12 @@ class Analytics:
         seconds: by default the frame index over the stream's `fps` when known (a file, the
         synthetic scene: dwell in video time), else the capture time. `stream` defaults to the
         frame's source id."""
-        stream = frame.source_id if stream is None else stream
+        with self._lock:
+            return self._update(frame, detections, t, frame.source_id if stream is None else stream)
+
+    def _update(
+        self, frame: Frame, detections: Detections, t: float | None, stream: str
+    ) -> list[Event]:
         c = self.counter(stream)
         if c is None:
             return []
@@ -103,6 +111,10 @@ class Analytics:
                 out.write(events)  # type: ignore[attr-defined]
         return events
 
+    def _draw_into(self, image: np.ndarray, c: StreamCounter) -> None:
+        with self._lock:
+            draw_regions_into(image, c)
+
     def draw(self, image: np.ndarray, stream: str) -> np.ndarray:
         """A new image with the stream's lines, zones and counts (the image itself when none)."""
         c = self.counter(stream)
@@ -113,10 +125,12 @@ class Analytics:
         return {k: o.stats for k, o in named.items() if hasattr(o, "stats")}  # type: ignore[attr-defined]
 
     def metrics(self) -> str:
-        return prometheus(self.counters, self.delivery())
+        with self._lock:
+            return prometheus(self.counters, self.delivery())
 
     def summary(self) -> str:
-        lines = [summary_table(self.counters, self.truth or None)]
+        with self._lock:
+            lines = [summary_table(self.counters, self.truth or None)]
         for sink, s in self.delivery().items():
             lines.append(
                 f"{sink}: {s.sent} sent, {s.dropped} dropped (queue full), {s.failed} failed"  # type: ignore[attr-defined]
