@@ -316,3 +316,47 @@ def test_edge_run_reports_skipped_frames(tmp_path, tiny_model, kind):
     skipped = int(r.stdout.split("skipped: ")[1].split()[0])
     frames = int(r.stdout.split("frames: ")[1].split()[0])
     assert skipped >= 1 and (frames + skipped == 60 if kind == "video" else frames == 3)
+
+
+def test_a_source_lost_for_good_ends_the_run_with_exit_code_3(tmp_path, tiny_model):
+    server, port = _start_server()
+    tele = tmp_path / "t.jsonl"
+    try:
+        run = _edge_run("--source", f"http://127.0.0.1:{port}/stream.mjpg", "--model",
+                        str(tiny_model), "--telemetry", str(tele), "--reconnect", "1")  # fmt: skip
+        _wait_for_rows(tele)
+    finally:
+        server.kill()  # and it never comes back
+        server.wait()
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 3, (stdout, stderr)
+    assert "stopped by source lost" in stdout and "gave up after 1 attempt(s)" in stdout
+    assert "lost for good" in stderr and "Traceback" not in stderr
+    assert [e["event"] for e in read_events(tele)] == ["lost", "gave_up"]
+    assert not list(tmp_path.glob(".*partial*"))  # files finished as on any other end
+
+
+def test_two_streams_one_lost_for_good_the_other_runs_on(tmp_path, tiny_model):
+    server, port = _start_server()
+    url = f"http://127.0.0.1:{port}/stream.mjpg"
+    tele = tmp_path / "t.jsonl"
+    try:
+        run = _edge_run("--source", url, "--source", "synthetic", "--realtime", "--width", "160",
+                        "--height", "120", "--model", str(tiny_model), "--telemetry", str(tele),
+                        "--reconnect", "1", "--duration", "8")  # fmt: skip
+        _wait_for_rows(tele)
+    finally:
+        server.kill()
+        server.wait()
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 3, (stdout, stderr)
+    assert "stopped by duration" in stdout
+    assert f"stream stream {url} outage 1: from" in stdout and "gave up after 1" in stdout
+    events = read_events(tele)
+    assert [(e["event"], e["source"]) for e in events] == [
+        ("lost", f"stream {url}"),
+        ("gave_up", f"stream {url}"),
+    ]
+    rows = read_records(tele)
+    later = [r for r in rows if r["source"] == "synthetic" and r["t_ms"] > events[1]["t_ms"]]
+    assert len(later) > 10  # the other stream ran on after the first was lost

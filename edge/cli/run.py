@@ -31,11 +31,9 @@ EXIT_SOURCE_LOST = 3  # a live source was lost for good (gave up reconnecting)
 
 def bundled_model() -> Path | None:
     """The default model shipped in the repository's models/ folder, if present."""
-    for folder in (Path(__file__).resolve().parents[2] / "models", Path.cwd() / "models"):
-        candidate = folder / "default.onnx"
-        if candidate.is_file():
-            return candidate
-    return None
+    from edge.streaming import bundled_model as find
+
+    return find()
 
 
 def _address(text: str) -> tuple[str, int]:
