@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 import urllib.request
 
 import cv2
@@ -155,3 +154,17 @@ def test_metrics_page_carries_the_counts():
         text = urllib.request.urlopen(server.url + "metrics", timeout=5).read().decode()
     assert 'edge_zone_occupancy{source="cam",zone="bay",class="car"} 1' in text
     assert "edge_healthy" in text  # the server's own metrics are still there
+
+
+def test_edge_stream_yields_each_frames_events(tiny_model):
+    from edge.streaming import stream  # edge.stream once `import edge` is lazy (helper "api")
+
+    zone = parse_zone("all=0,0,1,0,1,1,0,1")
+    regions = RegionOptions(zones=(zone,), dwell_alert_s=0.1)
+    # fps: dwell in the scene's time (frame index / 30), not in how fast this machine runs it.
+    with Analytics(default=regions, names=["a", "b"], fps={"synthetic": 30.0}) as an:
+        results = list(stream("synthetic", tiny_model, max_frames=8, track=True, processors=[an]))
+    kinds = [[(e["event"], e["zone"], e["class"]) for e in r.events] for r in results]
+    assert kinds[0] == [("enter", "all", "a"), ("enter", "all", "b")]  # the fixed model's 2 boxes
+    assert ("dwell", "all", "a") in kinds[3] + kinds[4]  # 0.1 s at 30 fps: the 4th frame
+    assert all(not k for k in kinds[1:3])

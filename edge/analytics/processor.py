@@ -44,6 +44,7 @@ class Analytics:
         self.counters: dict[str, StreamCounter] = {}
         self.truth: dict[str, StreamCounter] = {}
         self.events = 0
+        self._warned = False
         # The loop's finishing thread counts while the web server's threads read (/metrics).
         self._lock = threading.RLock()
 
@@ -60,6 +61,10 @@ class Analytics:
         """The loop's processor hook: count a `FrameResult`, attach its events (as dicts with
         "event" set to the kind) and the drawing of the stream's regions and counts."""
         stream = result.stream  # type: ignore[attr-defined]
+        dets = result.detections  # type: ignore[attr-defined]
+        if not self._warned and len(dets) and not (dets.track_id >= 0).any():
+            self._warned = True
+            log.warning("lines and zones count tracked objects: turn tracking on (--track)")
         events = self.update(result.frame, result.detections, stream=stream)  # type: ignore[attr-defined]
         result.events.extend({"event": e.kind, **e.to_dict()} for e in events)  # type: ignore[attr-defined]
         c = self.counters.get(stream)
