@@ -40,9 +40,14 @@ def draw_regions_into(out: np.ndarray, counter: StreamCounter) -> None:
         pts = np.round(np.asarray(zone.points)).astype(np.int32)
         count = counter.zone_counts[zone.name]
         color = BUSY_COLOR if count.occupied else ZONE_COLOR
-        shade = out.copy()
-        cv2.fillPoly(shade, [pts], color)
-        cv2.addWeighted(shade, 0.25, out, 0.75, 0, dst=out)
+        # Blend only the zone's bounding rectangle: a full-frame copy costs more than the rest.
+        x0, y0 = np.clip(pts.min(axis=0), 0, None)
+        x1, y1 = np.minimum(pts.max(axis=0) + 1, (w, h))
+        if x1 > x0 and y1 > y0:
+            patch = out[y0:y1, x0:x1]
+            shade = patch.copy()
+            cv2.fillPoly(shade, [pts - (x0, y0)], color)
+            cv2.addWeighted(shade, 0.25, patch, 0.75, 0, dst=patch)
         cv2.polylines(out, [pts], True, color, thick, cv2.LINE_AA)
         top = pts[np.argmin(pts[:, 1])]
         _label(out, f"{zone.name}: {count.occupied} in zone", (top[0], top[1] - 4), color, scale)
