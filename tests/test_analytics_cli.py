@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from test_analytics_delivery import Receiver, wait_for
+from test_analytics_delivery import (
+    Broker,
+    Receiver,
+    Subscriber,
+    free_port,
+    pytestmark_mqtt,
+    wait_for,
+)
 from test_cli_run import edge
 
 from edge.analytics import Analytics, RegionOptions, parse_zone
@@ -33,11 +42,15 @@ def test_run_counts_the_synthetic_scene_with_the_bundled_model(tmp_path):
         "run", "--max-frames", "150", "--width", "320", "--height", "240",
         "--line", "mid=0,0.6,1,0.6", "--zone", "bay=0,0.3,0.4,0.3,0.4,1,0,1",
         "--events", str(events), "--save", str(video), "--dwell-alert", "2", "-q",
+        "--snapshots", str(tmp_path / "snaps"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    snaps = sorted((tmp_path / "snaps" / "synthetic").glob("*.jpg"))
     assert "tracking:" in r.stdout  # --line implies --track
     rows = [json.loads(s) for s in events.read_text().splitlines()]
     assert rows and all(r_["stream"] == "synthetic" and r_["track_id"] >= 0 for r_ in rows)
+    assert sorted(Path(r_["snapshot"]) for r_ in rows) == snaps  # a JPEG of each event's object
+    assert all(cv2.imread(str(p)) is not None for p in snaps)
     # The table's counts are the events' counts.
     counted = {}
     for row in summary_rows(r.stdout):
@@ -168,3 +181,29 @@ def test_edge_stream_yields_each_frames_events(tiny_model):
     assert kinds[0] == [("enter", "all", "a"), ("enter", "all", "b")]  # the fixed model's 2 boxes
     assert ("dwell", "all", "a") in kinds[3] + kinds[4]  # 0.1 s at 30 fps: the 4th frame
     assert all(not k for k in kinds[1:3])
+
+
+@pytestmark_mqtt
+def test_edge_run_publishes_to_mqtt(tmp_path, tiny_model):
+    port = free_port()
+    broker = Broker(tmp_path, port)
+    sub = Subscriber(port)
+    try:
+        assert wait_for(lambda: sub.client.is_connected(), 10)
+        time.sleep(0.2)
+        r = edge(
+            "run", "--model", str(tiny_model), "--max-frames", "3", "--width", "160",
+            "--height", "120", "--zone", "all=0,0,1,0,1,1,0,1", "--mqtt", f"127.0.0.1:{port}", "-q",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "mqtt: 4 sent, 0 dropped (queue full), 0 failed" in r.stdout  # 2 events, 2 counts
+        assert wait_for(lambda: len(sub.got) == 4, 10)
+    finally:
+        sub.close()
+        broker.kill()
+    topics = sorted((t, p, retain) for t, p, retain in sub.got)
+    assert [t for t, _, _ in topics] == [
+        "edge/synthetic/all", "edge/synthetic/all", "edge/synthetic/all/a", "edge/synthetic/all/b",
+    ]  # fmt: skip
+    assert [json.loads(p)["kind"] for t, p, _ in topics[:2]] == ["enter", "enter"]
+    assert [p for _, p, _ in topics[2:]] == [b"1", b"1"]
