@@ -148,15 +148,10 @@ class _Reader:
         return tuple(out)
 
 
-def load(path: str | Path) -> SiteConfig:
-    """Read and check a site file.
-
-    Raises:
-        ConfigError: the file is missing, is not YAML, or a key is unknown or invalid.
-    """
+def _compose(path: Path) -> object:
+    """The file's YAML node tree."""
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -173,30 +168,42 @@ def load(path: str | Path) -> SiteConfig:
         ) from None
     if root is None:
         raise ConfigError(f"{path}: the file is empty")
-    r = _Reader(path)
-    top = r.mapping(root, "", TOP)
+    return root
+
+
+def _sources(r: _Reader, node: object) -> tuple[SourceConfig, ...]:
+    import yaml
+
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise r.fail(node, "sources", "expected a list of sources")
     sources = []
-    if "sources" in top:
-        node = top["sources"]
-        if not isinstance(node, yaml.SequenceNode) or not node.value:
-            raise r.fail(node, "sources", "expected a list of sources")
-        for i, item in enumerate(node.value):
-            key = f"sources[{i}]"
-            if isinstance(item, yaml.ScalarNode):
-                sources.append(SourceConfig(r.text(item, key)))
-                continue
-            m = r.mapping(item, key, ("source", "lines", "zones"))
-            if "source" not in m:
-                raise r.fail(
-                    item, key, "missing 'source' (what to read: a file, URL, camera index)"
-                )
-            sources.append(
-                SourceConfig(
-                    r.text(m["source"], f"{key}.source"),
-                    r.regions(m["lines"], f"{key}.lines", Line) if "lines" in m else (),
-                    r.regions(m["zones"], f"{key}.zones", Zone) if "zones" in m else (),
-                )
+    for i, item in enumerate(node.value):
+        key = f"sources[{i}]"
+        if isinstance(item, yaml.ScalarNode):
+            sources.append(SourceConfig(r.text(item, key)))
+            continue
+        m = r.mapping(item, key, ("source", "lines", "zones"))
+        if "source" not in m:
+            raise r.fail(item, key, "missing 'source' (what to read: a file, URL, camera index)")
+        sources.append(
+            SourceConfig(
+                r.text(m["source"], f"{key}.source"),
+                r.regions(m["lines"], f"{key}.lines", Line) if "lines" in m else (),
+                r.regions(m["zones"], f"{key}.zones", Zone) if "zones" in m else (),
             )
+        )
+    return tuple(sources)
+
+
+def load(path: str | Path) -> SiteConfig:
+    """Read and check a site file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or a key is unknown or invalid.
+    """
+    path = Path(path)
+    r = _Reader(path)
+    top = r.mapping(_compose(path), "", TOP)
     anchor = r.text(top["anchor"], "anchor") if "anchor" in top else None
     if anchor is not None and anchor not in ANCHORS:
         raise r.fail(top["anchor"], "anchor", f"expected one of {', '.join(ANCHORS)}")
@@ -207,17 +214,15 @@ def load(path: str | Path) -> SiteConfig:
     if "outputs" in top:
         for k, v in r.mapping(top["outputs"], "outputs", OUTPUTS).items():
             outputs[k] = r.text(v, f"outputs.{k}")
-    run, lines_of = {}, {}
+    run, lines_of = {}, {k: v.start_mark.line + 1 for k, v in top.items()}
     if "run" in top:
         for k, v in r.mapping(top["run"], "run").items():
             run[k] = r.scalar(v, f"run.{k}")
             lines_of[f"run.{k}"] = v.start_mark.line + 1
-    for k, v in top.items():
-        lines_of[k] = v.start_mark.line + 1
     return SiteConfig(
         path=path,
         model=r.text(top["model"], "model") if "model" in top else None,
-        sources=tuple(sources),
+        sources=_sources(r, top["sources"]) if "sources" in top else (),
         lines=r.regions(top["lines"], "lines", Line) if "lines" in top else (),
         zones=r.regions(top["zones"], "zones", Zone) if "zones" in top else (),
         anchor=anchor,

@@ -207,3 +207,18 @@ def test_edge_run_publishes_to_mqtt(tmp_path, tiny_model):
     ]  # fmt: skip
     assert [json.loads(p)["kind"] for t, p, _ in topics[:2]] == ["enter", "enter"]
     assert [p for _, p, _ in topics[2:]] == [b"1", b"1"]
+
+
+def test_a_dead_webhook_costs_the_run_nothing_and_is_counted(tiny_model):
+    port = free_port()  # nothing listens there
+    r = edge(
+        "run", "--model", str(tiny_model), "--max-frames", "20", "--width", "160", "--height",
+        "120", "--zone", "all=0,0,1,0,1,1,0,1", "--dwell-alert", "0.1",
+        "--webhook", f"http://127.0.0.1:{port}/", "-q",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"webhook: (\d+) sent, (\d+) dropped \(queue full\), (\d+) failed", r.stdout)
+    assert m, r.stdout
+    sent, dropped, failed = map(int, m.groups())
+    assert sent == 0 and failed >= 1 and dropped + failed == 4  # 2 entries, 2 dwell alerts
+    assert "frames: 20" in r.stdout
