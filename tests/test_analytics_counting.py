@@ -389,3 +389,6 @@ def test_event_file_errors_name_the_flag(tmp_path):
 
     with pytest.raises(EdgeError, match=r"--events .*no_dir/e.jsonl: cannot write"):
         EventLog(tmp_path / "no_dir" / "e.jsonl")
+    with pytest.raises(EdgeError, match=r"--events .*: not a regular file"):
+        EventLog(tmp_path)  # found at once, not after the run when the rename fails
+    assert not list(tmp_path.iterdir())

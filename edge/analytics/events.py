@@ -76,6 +76,8 @@ class EventLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.events = 0
+        if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
+            raise EdgeError(f"--events {self.path}: not a regular file; give a file name")
         try:
             fd, name = tempfile.mkstemp(
                 prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
