@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -26,18 +27,32 @@ import numpy as np
 from edge.accuracy import LiveScore
 from edge.annotate import draw
 from edge.feed import InlineFeed, Prepared, StreamReader, ThreadedFeed
+from edge.loop_state import (
+    LoopResult,
+    StreamState,
+    batch_capacity,
+    event_row,
+    stream_ids,
+)
 from edge.observe import FrameResult, Observer, Processor
 from edge.postprocess import PostprocessOptions, postprocess
 from edge.preprocess import prepare
 from edge.session import ModelSession
-from edge.sources import Source, SourceEvent
-from edge.telemetry import Collector, FrameRecord, Rolling
+from edge.sources import Source
+from edge.telemetry import Collector, FrameRecord
 from edge.timing import FrameTiming
 from edge.tracking import IdentityScore, Tracker, TrackerOptions
 
 log = logging.getLogger(__name__)
 
 _END = object()  # queue sentinel
+# With `overlap` None the first frames run serially, timed, to decide whether threads pay.
+PROBE_FRAMES = 24
+# On a machine whose cores ONNX Runtime already fills, a reader or finishing thread takes cores
+# from inference: overlap pays only when the work it hides is at least this share of inference.
+CONTENDED_SHARE = 0.5
+
+__all__ = ["Loop", "LoopOptions", "LoopResult", "StreamState", "batch_capacity", "stream_ids"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,8 @@ class LoopOptions:
     """When to stop, what to draw and how to run. `max_frames` (per stream)/`duration` of None:
     no limit.
 
-    `overlap` runs reading/pre-processing and finishing in threads beside inference. `batch`
+    `overlap` runs reading/pre-processing and finishing in threads beside inference; None
+    decides from the machine's cores and the first frames' stage times (see `Loop.run`). `batch`
     lets several streams share one inference call when the model's batch dimension is dynamic;
     `batch_wait_ms` bounds how long a frame waits for the other streams' frames.
     """
@@ -55,7 +71,7 @@ class LoopOptions:
     imgsz: tuple[int, int] | None = None
     post: PostprocessOptions = field(default_factory=PostprocessOptions)
     overlay: bool = True
-    overlap: bool = True
+    overlap: bool | None = None
     track: TrackerOptions | None = None  # give objects stable ids across frames
     batch: bool = True
     batch_wait_ms: float = 5.0
@@ -69,79 +85,6 @@ class LoopOptions:
             raise ValueError(f"--imgsz must be positive, got {self.imgsz}")
         if self.batch_wait_ms < 0:
             raise ValueError(f"--batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
-
-
-@dataclass
-class StreamState:
-    """One stream's share of a run: its source, tracker, scores, timings and events."""
-
-    id: str
-    source: Source
-    tracker: Tracker | None = None
-    collector: Collector = field(default_factory=Collector)
-    score: LiveScore | None = None
-    identity: IdentityScore | None = None  # id switches, when tracking a source with truth
-    rolling: Rolling = field(default_factory=Rolling)
-    events: list[dict[str, object]] = field(default_factory=list)  # outages, as telemetry rows
-
-    @property
-    def lost(self) -> bool:
-        """The source gave up reconnecting: lost for good."""
-        return self.source.gave_up
-
-
-@dataclass
-class LoopResult:
-    collector: Collector  # every stream's frames together
-    streams: dict[str, StreamState]
-    stopped_by: str  # "end", "max_frames", "duration", "signal", "sink", "source lost"
-    batch_sizes: Counter = field(default_factory=Counter)  # frames per inference call -> calls
-
-    @property
-    def events(self) -> list[dict[str, object]]:
-        """Every stream's source events, stream by stream."""
-        return [e for s in self.streams.values() for e in s.events]
-
-    @property
-    def lost(self) -> list[str]:
-        """The streams whose source was lost for good (gave up reconnecting)."""
-        return [sid for sid, s in self.streams.items() if s.lost]
-
-    @property
-    def only(self) -> StreamState:
-        """The stream of a one-source run."""
-        if len(self.streams) != 1:
-            raise ValueError(f"this run has {len(self.streams)} streams; use .streams")
-        return next(iter(self.streams.values()))
-
-
-def batch_capacity(session: ModelSession) -> int | None:
-    """Frames one inference call takes: None when the batch dimension is dynamic."""
-    dim = session.input_shape[0] if session.input_shape else 1
-    return dim if isinstance(dim, int) and dim > 0 else None
-
-
-def stream_ids(names: Sequence[str]) -> list[str]:
-    """Unique stream names: a name given more than once gets ' #<index>' on every use."""
-    seen = Counter(names)
-    return [f"{n} #{i}" if seen[n] > 1 else n for i, n in enumerate(names)]
-
-
-def event_row(e: SourceEvent, t0: int, sid: str) -> dict[str, object]:
-    """A source event as a telemetry line; times in ms since the run's first capture."""
-    row: dict[str, object] = {
-        "event": e.kind,
-        "source": sid,
-        "t_ms": round((e.at_ns - t0) / 1e6, 3),
-    }
-    if e.since_ns is not None:
-        row["outage_start_ms"] = round((e.since_ns - t0) / 1e6, 3)
-        if e.kind != "lost":
-            row["outage_ms"] = round((e.at_ns - e.since_ns) / 1e6, 3)
-    if e.kind != "lost":
-        row.update(attempts=e.attempts, frames_lost=e.frames_lost)
-    row["detail"] = e.detail
-    return row
 
 
 @dataclass
@@ -216,7 +159,9 @@ class Loop:
             sid: StreamState(sid, src, tracker=Tracker(o.track) if o.track else None)
             for sid, src in zip(self.ids, sources, strict=True)
         }
-        self.overlap = o.overlap
+        self.overlap = bool(o.overlap)  # what the run uses; an automatic choice updates it
+        self._halt = threading.Event()  # tells waiting readers the run is over
+        self._runner: int | None = None  # the thread running the loop
         self._untimed = [ob for ob in self.observers if not ob.needs_timing]
         self._timed = [ob for ob in self.observers if ob.needs_timing]
         self._collector = Collector()
@@ -244,26 +189,45 @@ class Loop:
     def _late(self) -> bool:
         return self._deadline is not None and time.perf_counter_ns() >= self._deadline
 
-    def _feed(self) -> InlineFeed | ThreadedFeed:
-        threaded = self.overlap and (len(self.sources) > 1 or not self.sources[0].live)
-        feed: InlineFeed | ThreadedFeed
-        if threaded:
+    def _stalled(self) -> bool:
+        """Asked by a live source while it waits out an outage: True tells it to stop waiting."""
+        if threading.get_ident() == self._runner:  # the loop itself waits: report the outage now
+            self._source_events()
+        return self.stop.is_set() or self._halt.is_set() or self._late()
 
-            def stalled() -> bool:  # a reader waiting out an outage must not hold up a stop
-                return self.stop.is_set() or feed.halted or self._late()
-
-        else:
-
-            def stalled() -> bool:  # the calling thread is waiting: report the outage now
-                self._source_events()
-                return self.stop.is_set() or self._late()
-
-        readers = [
-            StreamReader(i, sid, src, self._prepare, self.options.max_frames, stalled)
+    def _readers(self) -> list[StreamReader]:
+        return [
+            StreamReader(i, sid, src, self._prepare, self.options.max_frames, self._stalled)
             for i, (sid, src) in enumerate(zip(self.ids, self.sources, strict=True))
         ]
-        feed = ThreadedFeed(readers) if threaded else InlineFeed(readers)
-        return feed
+
+    def _threaded(self) -> bool:
+        """Reader threads pay for files (the next frame is prepared during inference) and for
+        several streams; one live source is read just before inference (a prefetched live frame
+        would only be older)."""
+        return self.overlap and (len(self.sources) > 1 or not self.sources[0].live)
+
+    def _choose_overlap(self) -> bool:
+        """After the probe frames (run serially): do threads pay on this machine for this work?"""
+        c = self._collector
+        inference = c.stats("inference_ms").p50
+        finishing = sum(c.stats(f"{s}_ms").p50 for s in ("postprocess", "render", "sink"))
+        reading = 0.0 if all(s.live for s in self.sources) else c.stats("wait_ms").p50
+        hidden = finishing + reading + c.stats("preprocess_ms").p50
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ort = self.session.options.threads or cores or 1
+        contended = self.session.device.startswith("cpu") and (cores or 1) <= ort
+        share = CONTENDED_SHARE if contended else 0.05
+        choice = hidden >= share * inference
+        log.debug(
+            "overlap %s: %.1f ms could be hidden behind %.1f ms inference on %s cores (ORT %s)",
+            "on" if choice else "off",
+            hidden,
+            inference,
+            cores,
+            ort,
+        )
+        return choice
 
     # --- inference: the calling thread ----------------------------------------------------------
 
@@ -380,24 +344,44 @@ class Loop:
     # --- the loop ------------------------------------------------------------------------------
 
     def run(self) -> LoopResult:
+        """Run until the sources end, a limit is reached, `stop` is set or an observer says stop.
+
+        With `options.overlap` None and one source the first PROBE_FRAMES frames run serially;
+        their stage times then decide (`_choose_overlap`) whether reader and finishing threads
+        join for the rest of the run: on a machine whose cores ONNX Runtime fills, threads that
+        hide little only slow inference down.
+        """
         o = self.options
+        self._runner = threading.get_ident()
         now = time.perf_counter_ns()
         self._deadline = None if o.duration is None else now + int(o.duration * 1e9)
         self._collector = Collector()
-        feed = self._feed()
+        # Several streams always get reader threads: one stream's wait must not hold up the others.
+        auto = o.overlap is None and len(self.sources) == 1
+        probe = PROBE_FRAMES if auto else 0
+        self.overlap = bool(o.overlap) or (o.overlap is None and not auto)
+        readers = self._readers()
+        feed: InlineFeed | ThreadedFeed = InlineFeed(readers)
         workers = _Workers()
         finish_q: queue.Queue | None = None
-        if self.overlap:
+        threads: list[threading.Thread] = []
+
+        def go_parallel() -> None:
+            nonlocal feed, finish_q
+            if self._threaded():
+                feed = ThreadedFeed(readers)
+                threads.extend(feed.start())
             finish_q = queue.Queue(maxsize=2 * len(self.sources))
-            finisher = workers.spawn("finish", lambda: self._finisher(finish_q))
-        readers = feed.start()
+            workers.spawn("finish", lambda: self._finisher(finish_q))
+
+        if self.overlap:
+            go_parallel()
         stopped_by, turn = "end", 0
         try:
             while True:
                 taken = feed.take(self.most, o.batch_wait_ms / 1000, turn)
                 if taken is None:
-                    limits = [r.hit_limit for r in feed.readers]
-                    stopped_by = "max_frames" if all(limits) else "end"
+                    stopped_by = "max_frames" if all(r.hit_limit for r in readers) else "end"
                     break
                 if taken:
                     turn = (taken[-1].stream + 1) % len(self.sources)
@@ -406,6 +390,10 @@ class Loop:
                             self._put(finish_q, done, workers)
                         elif not self._finish(done):
                             self._observer_stop.set()
+                    probe -= len(taken)
+                    if probe <= 0 < probe + len(taken) and self._choose_overlap():
+                        self.overlap = True
+                        go_parallel()
                 if self._observer_stop.is_set():
                     stopped_by = "sink"
                 elif self.stop.is_set():
@@ -422,14 +410,17 @@ class Loop:
                 elif self._late():
                     stopped_by = "duration"
         finally:
+            self._halt.set()
             feed.halt()
             # A finisher that died on an error leaves its queue full: a plain put() would hang.
-            while finish_q is not None and finisher.is_alive():
+            while finish_q is not None and workers.threads[-1].is_alive():
                 with contextlib.suppress(queue.Full):
                     finish_q.put(_END, timeout=0.1)
                     break
-            for t in (*readers, *workers.threads):
+            for t in (*threads, *workers.threads):
                 t.join(timeout=30)
+            for reader in readers:
+                reader.close()
             self._source_events()
         workers.raise_first()
         if isinstance(feed, ThreadedFeed) and feed.errors:

@@ -17,15 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from edge.timing import FrameTiming
+from edge.timing import FrameRecord, FrameTiming
 from edge.types import Detections, Frame
-
-if TYPE_CHECKING:
-    from edge.telemetry import FrameRecord
 
 # Draws onto the annotated image in place (it is the loop's own copy of the frame).
 Overlay = Callable[[np.ndarray], None]

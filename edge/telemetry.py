@@ -22,42 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.observe import FrameResult, Observer
-from edge.timing import SPANS, STAGES, FrameTiming
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    """What happened to one frame. Times in milliseconds; `t_ms` is capture time since the run began."""
-
-    frame: int
-    source: str
-    t_ms: float
-    wait_ms: float
-    preprocess_ms: float
-    inference_ms: float
-    postprocess_ms: float
-    render_ms: float
-    sink_ms: float
-    age_ms: float  # capture -> inference start: how stale the frame was when inference began
-    latency_ms: float  # capture -> detections ready
-    total_ms: float  # capture -> shown/written
-    dropped: int  # frames the source skipped so far
-    detections: int
-
-    @classmethod
-    def of(cls, timing: FrameTiming, t0_ns: int, dropped: int, detections: int) -> FrameRecord:
-        """The record of a frame's timing; `t0_ns` is the run's first capture."""
-        ms = {f"{name}_ms": v for name, v in timing.stage_ms().items()}
-        ms.update({f"{name}_ms": v for name, v in timing.spans_ms().items()})
-        return cls(
-            frame=timing.frame,
-            source=timing.source,
-            t_ms=(timing.captured_ns - t0_ns) / 1e6,
-            dropped=dropped,
-            detections=detections,
-            **ms,
-        )
-
+from edge.timing import SPANS, STAGES
+from edge.timing import FrameRecord as FrameRecord  # where it was defined before timing.py
 
 RECORD_FIELDS = tuple(f.name for f in fields(FrameRecord))
 _NUMERIC = tuple(n for n in RECORD_FIELDS if n.endswith("_ms"))

@@ -1,7 +1,8 @@
-"""One frame's timing: the stage names, defined once, and when each stage began and ended.
+"""One frame's timing: the stage names, defined once, when each stage began and ended (`FrameTiming`,
+in ns) and the same as a telemetry row (`FrameRecord`, in ms, made from a FrameTiming).
 
-Every output derives what it shows from `FrameTiming`: telemetry rows (`FrameRecord`, in ms),
-trace spans, the live page's charts and the summary table. Adding a stage means adding its name
+Every output derives what it shows from these: telemetry rows, trace spans, the live page's
+charts and the summary table. Adding a stage means adding its name
 to `STAGES`, its mark to `FrameTiming` and `FrameRecord`, and taking the mark in the loop.
 """
 
@@ -60,3 +61,37 @@ class FrameTiming:
             "latency": (self.post_end_ns - self.captured_ns) / 1e6,
             "total": (self.sink_end_ns - self.captured_ns) / 1e6,
         }
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """What happened to one frame. Times in milliseconds; `t_ms` is capture time since the run began."""
+
+    frame: int
+    source: str
+    t_ms: float
+    wait_ms: float
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+    render_ms: float
+    sink_ms: float
+    age_ms: float  # capture -> inference start: how stale the frame was when inference began
+    latency_ms: float  # capture -> detections ready
+    total_ms: float  # capture -> shown/written
+    dropped: int  # frames the source skipped so far
+    detections: int
+
+    @classmethod
+    def of(cls, timing: FrameTiming, t0_ns: int, dropped: int, detections: int) -> FrameRecord:
+        """The record of a frame's timing; `t0_ns` is the run's first capture."""
+        ms = {f"{name}_ms": v for name, v in timing.stage_ms().items()}
+        ms.update({f"{name}_ms": v for name, v in timing.spans_ms().items()})
+        return cls(
+            frame=timing.frame,
+            source=timing.source,
+            t_ms=(timing.captured_ns - t0_ns) / 1e6,
+            dropped=dropped,
+            detections=detections,
+            **ms,
+        )

@@ -20,6 +20,7 @@ from edge.session import ModelSession
 from edge.sinks import Sink
 from edge.sources import SequentialSource, SourceOptions, open_source
 from edge.trace import TraceWriter, read_trace
+from edge.tracking import TrackerOptions
 from edge.types import Detections, Frame
 
 
@@ -245,3 +246,154 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, tiny_model, args, needle
     r = edge("run", "--model", str(tiny_model), "--max-frames", "2", *args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# --- every feature with two streams ------------------------------------------------------------
+
+# What the tiny model finds in a 128x96 image, as YOLO lines: a box, and a polygon (its corners).
+LABELS = (
+    "0 0.25 0.1666667 0.25 0.3333333\n"
+    "1 0.46875 0.4583333 0.9375 0.4583333 0.9375 0.875 0.46875 0.875\n"
+)
+
+
+def _labelled_folder(root: Path, images: int, corrupt: int) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(images):
+        ok, buf = cv2.imencode(".jpg", np.full((96, 128, 3), 40 * i, np.uint8))
+        (root / "images" / f"{i}.jpg").write_bytes(buf.tobytes())
+        (root / "labels" / f"{i}.txt").write_text(LABELS)
+    for i in range(corrupt):
+        (root / "images" / f"bad{i}.jpg").write_bytes(b"\xff\xd8garbage")
+    return root / "images"
+
+
+def test_cli_two_streams_report_skipped_accuracy_and_tracking_each(tmp_path, tiny_model):
+    a = _labelled_folder(tmp_path / "a", 4, corrupt=1)
+    b = _labelled_folder(tmp_path / "b", 3, corrupt=2)
+    r = edge("run", "--model", str(tiny_model), "--source", str(a), "--source", str(b),
+             "--track", "--no-show")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "stream images #0 skipped: 1 unreadable" in out
+    assert "stream images #1 skipped: 2 unreadable" in out
+    # the polygon line is read as its bounding box, as `edge eval` reads it: every box matches
+    assert "stream images #0 accuracy: precision 1.000 recall 1.000 (IoU 0.5, 4 frames)" in out
+    assert "stream images #1 accuracy: precision 1.000 recall 1.000 (IoU 0.5, 3 frames)" in out
+    for sid, frames in (("images #0", 4), ("images #1", 3)):
+        line = out.split(f"stream {sid} tracking: ")[1].splitlines()[0]
+        assert line.endswith(f"100.0% of truth boxes tracked ({frames} frames)"), line
+    assert "stopped by end" in out
+
+
+class CountAndMark:
+    """A processor: an event per frame with its box count, and a white corner in the drawing."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def process(self, result) -> None:
+        self.seen.append((result.stream, result.frame.index))
+        result.events.append({"event": "count", "boxes": len(result.detections)})
+        result.overlay.append(
+            lambda image: image.__setitem__((slice(-4, None), slice(-4, None)), 255)
+        )
+
+
+class Images(Sink):
+    needs_image = True
+
+    def __init__(self) -> None:
+        self.corners: dict[str, list[int]] = defaultdict(list)
+
+    def write(self, frame, detections, annotated) -> bool:
+        self.corners[frame.source_id].append(int(annotated[-4:, -4:].min()))
+        return True
+
+
+def test_processors_events_and_drawing_with_two_streams(tiny_model, tmp_path):
+    from edge.telemetry import TelemetryWriter, read_events
+
+    session = ModelSession(tiny_model)
+    marker, images = CountAndMark(), Images()
+    with synthetic(0) as a, synthetic(1) as b, TelemetryWriter(tmp_path / "t.jsonl") as tele:
+        result = Loop(session, [a, b], [images, tele], LoopOptions(max_frames=4, overlay=False),
+                      processors=[marker]).run()  # fmt: skip
+    assert sorted(marker.seen) == sorted((s, i) for s in result.streams for i in range(4))
+    assert all(v == 255 for c in images.corners.values() for v in c) and len(images.corners) == 2
+    events = read_events(tmp_path / "t.jsonl")
+    assert sorted((e["source"], e["frame"]) for e in events) == sorted(marker.seen)
+    assert {e["boxes"] for e in events} == {2}
+
+
+def test_live_page_and_trace_with_two_streams(tiny_model, tmp_path):
+    from edge.serve import LiveServer
+
+    session = ModelSession(tiny_model)
+    with (
+        synthetic(0) as a,
+        synthetic(1) as b,
+        LiveServer(port=0) as server,
+        TraceWriter(tmp_path / "t.json") as trace,
+    ):
+        result = Loop(session, [a, b], [server, trace], LoopOptions(max_frames=5)).run()
+        page = server.telemetry()
+        metrics = server.metrics()
+    assert sorted((s["id"], s["frames"]) for s in page["sources"]) == [
+        ("synthetic #0", 5),
+        ("synthetic #1", 5),
+    ]
+    assert 'edge_frames_total{source="synthetic #1"} 5' in metrics
+    events = read_trace(tmp_path / "t.json")
+    pids = {e["args"]["name"] for e in events if e.get("name") == "process_name"}
+    assert pids == set(result.streams)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_one_source_is_n_equals_one(tiny_model, overlap):
+    session = ModelSession(tiny_model)
+    sink = Collect()
+    with synthetic(0) as src:
+        loop = Loop(
+            session, src, [sink], LoopOptions(max_frames=5, overlap=overlap, track=TrackerOptions())
+        )
+        result = loop.run()
+    assert result.stopped_by == "max_frames" and list(result.streams) == ["synthetic"]
+    assert [i for i, _ in sink.rows["synthetic"]] == list(range(5))
+    assert result.only.score is not None and result.only.identity is not None
+    assert dict(result.batch_sizes) == {1: 5}
+    assert src.stats.delivered == 5  # the loop read what it ran, and left the source as it was
+
+
+class Threads(Sink):
+    """Which thread wrote each frame; optionally slow, like a video encoder."""
+
+    needs_image = False
+
+    def __init__(self, sleep_s: float = 0.0) -> None:
+        self.names: list[str] = []
+        self.sleep_s = sleep_s
+
+    def write(self, frame, detections, annotated) -> bool:
+        self.names.append(threading.current_thread().name)
+        time.sleep(self.sleep_s)
+        return True
+
+
+@pytest.mark.parametrize(("share", "sleep_s", "threaded"), [(1e9, 0.0, False), (0.5, 0.01, True)])
+def test_automatic_overlap_follows_the_measured_work(
+    tiny_model, monkeypatch, share, sleep_s, threaded
+):
+    import edge.loop
+
+    monkeypatch.setattr(edge.loop, "CONTENDED_SHARE", share)
+    monkeypatch.setattr(edge.loop.os, "sched_getaffinity", lambda _: {0}, raising=False)
+    sink = Threads(sleep_s)
+    with synthetic(0) as src:
+        loop = Loop(ModelSession(tiny_model), src, [sink], LoopOptions(max_frames=40))
+        loop.run()
+    probe = edge.loop.PROBE_FRAMES
+    assert set(sink.names[:probe]) == {threading.current_thread().name}  # the probe: serial
+    assert loop.overlap is threaded
+    assert set(sink.names[probe + 2 :]) == ({"finish"} if threaded else {"MainThread"})
