@@ -222,3 +222,23 @@ def test_a_dead_webhook_costs_the_run_nothing_and_is_counted(tiny_model):
     sent, dropped, failed = map(int, m.groups())
     assert sent == 0 and failed >= 1 and dropped + failed == 4  # 2 entries, 2 dwell alerts
     assert "frames: 20" in r.stdout
+
+
+def test_paths_in_a_site_file_are_relative_to_it(tmp_path, tiny_model):
+    import shutil
+
+    from test_sources import write_video
+
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    shutil.copy(tiny_model, site_dir / "m.onnx")
+    write_video(site_dir / "clip.avi", 5)
+    (site_dir / "site.yaml").write_text(
+        "model: m.onnx\nsources: [clip.avi]\nzones:\n  all: [0, 0, 1, 0, 1, 1, 0, 1]\n"
+        "outputs:\n  events: out/ev.jsonl\n"
+    )
+    (site_dir / "out").mkdir()
+    r = edge("run", "--config", "site/site.yaml", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(s) for s in (site_dir / "out" / "ev.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in rows] == ["enter", "enter"] and "frames: 5" in r.stdout

@@ -100,7 +100,7 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> a
     if config.model and unset("model"):
         args.model = _relative(config, config.model)
     if config.sources and args.source is None and args.sources is None:
-        args.source = [s.spec for s in config.sources]
+        args.source = [_spec(config, s.spec) for s in config.sources]
         per_stream = (
             [
                 *((i, r) for i, s in enumerate(config.sources) for r in s.lines),
@@ -138,6 +138,12 @@ def _relative(config: SiteConfig, value: str) -> Path:
     """A path in the site file is relative to the file's folder."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else config.path.parent / path
+
+
+def _spec(config: SiteConfig, spec: str) -> str:
+    """A source that names a file or folder beside the site file is read from there."""
+    beside = config.path.parent / spec
+    return str(beside) if not Path(spec).is_absolute() and beside.exists() else spec
 
 
 def _merge(base: list, flags: list | None) -> list | None:
