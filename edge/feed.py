@@ -10,6 +10,7 @@ per call, streams in turn.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -79,7 +80,8 @@ class StreamReader:
         """End the frame iteration (a generator's finally runs now, not at garbage collection)."""
         close = getattr(self._frames, "close", None)
         if close is not None:
-            close()
+            with contextlib.suppress(ValueError):  # still running in a reader thread that hung
+                close()
 
 
 class InlineFeed:

@@ -419,8 +419,6 @@ class Loop:
                     break
             for t in (*threads, *workers.threads):
                 t.join(timeout=30)
-            for reader in readers:
-                reader.close()
             self._source_events()
         workers.raise_first()
         if isinstance(feed, ThreadedFeed) and feed.errors:

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -130,6 +131,8 @@ class LiveServer(Sink):
         self._closing = False
         self._started = time.monotonic()
         self._last_frame: float | None = None
+        # More Prometheus text appended to /metrics (line and zone counts), called per scrape.
+        self.extra_metrics: list[Callable[[], str]] = []
         cls = _Http6 if ":" in host else _Http
         try:
             self._server = cls((host, port), _Handler)
@@ -290,7 +293,7 @@ class LiveServer(Sink):
         health, _ = self.health()
         family("edge_healthy", "gauge", "1 while frames arrive.")
         out.append(f"edge_healthy {int(health != 'stale')}")
-        return "\n".join(out) + "\n"
+        return "\n".join(out) + "\n" + "".join(extra() for extra in self.extra_metrics)
 
     def __enter__(self) -> LiveServer:
         return self

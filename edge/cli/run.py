@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.cli import run_analytics
 from edge.cli.argtypes import fraction, imgsz, non_negative_float, positive_float, positive_int
 from edge.errors import EdgeError, ModelError
 
@@ -171,7 +172,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     more.add_argument(
         "--no-batch", action="store_true", help="several streams: one frame per inference call"
     )
-    p.set_defaults(handler=main)
+    run_analytics.add_arguments(p)
+    p.set_defaults(handler=main, run_parser=p)
 
 
 def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None:
@@ -198,9 +200,13 @@ def main(args: argparse.Namespace) -> int:
     from edge.telemetry import format_summary
     from edge.tracking import TrackerOptions
 
+    if args.config is not None:
+        args = run_analytics.apply_config(args, args.run_parser)
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
     specs = _source_specs(args)
+    run_analytics.check(args, len(specs))
+    track = args.track or run_analytics.wanted(args)  # lines and zones follow objects
     # From here on Ctrl-C/SIGTERM ask for a clean stop (files finalised), even during start-up.
     stop = threading.Event()
     _install_stop(stop)
@@ -230,7 +236,7 @@ def main(args: argparse.Namespace) -> int:
         imgsz=args.imgsz,
         post=post,
         overlay=not args.no_overlay,
-        track=TrackerOptions() if args.track else None,
+        track=TrackerOptions() if track else None,
         batch=not args.no_batch,
         batch_wait_ms=args.batch_wait_ms,
     )
@@ -254,15 +260,19 @@ def main(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         sources = _open_sources(specs, src_opts, stack)
         ids = stream_ids([s.name for s in sources])
-        observers = _outputs(args, stack, sources, ids, names, show)
-        loop = Loop(session, sources, observers, options, stop, ids=ids)
+        analytics = run_analytics.build(args, ids, sources, names, stack)
+        observers = _outputs(args, stack, sources, ids, names, show, analytics)
+        processors = [analytics] if analytics is not None else []
+        loop = Loop(session, sources, observers, options, stop, processors, ids=ids)
         loop.warm_up()
         if not args.quiet:
             print(_describe_start(loop, warm, show))
         result = loop.run()
     print(format_summary(result.collector, _summary_header(args, session, result)))
+    if analytics is not None:
+        print(analytics.summary())
     written = [_per_stream(args.save, i, len(ids)) for i in range(len(ids))] if args.save else []
-    for path in (*written, args.jsonl, args.telemetry, args.trace):
+    for path in (*written, args.jsonl, args.telemetry, args.trace, args.events):
         if path:
             print(f"wrote {path}")
     if result.lost:
@@ -295,6 +305,7 @@ def _outputs(
     ids: list[str],
     names: tuple[str, ...],
     show: bool,
+    analytics: object | None = None,
 ) -> list:
     """Every output asked for, opened in `stack`: one JSONL, telemetry file, trace and web page
     hold every stream (each row names its source); videos and windows are one per stream."""
@@ -330,6 +341,8 @@ def _outputs(
 
         title = f"edge: {ids[0]}" if n == 1 else f"edge: {n} streams"
         server = stack.enter_context(LiveServer(*args.serve, title=title))
+        if analytics is not None:
+            server.extra_metrics.append(analytics.metrics)  # type: ignore[attr-defined]
         log.info("serving %s", server.url)
         outputs.append(server)
     return outputs

@@ -1,0 +1,120 @@
+"""What analytics reports: one `Event` per crossing, zone entry/exit or dwell alert, and the
+JSONL file they are written to (atomically: a temporary name, fsync, then rename at close)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.errors import EdgeError
+
+KINDS = ("cross-in", "cross-out", "enter", "exit", "dwell")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to one tracked object at one region.
+
+    `time` is wall-clock seconds since the epoch (for other systems); `t` the stream's own clock
+    in seconds (what dwell times are measured on); `frame` the frame index in its stream.
+    """
+
+    kind: str
+    stream: str
+    frame: int
+    t: float
+    time: float
+    track_id: int
+    class_id: int
+    class_name: str
+    score: float
+    box: tuple[float, float, float, float]
+    line: str | None = None
+    zone: str | None = None
+    dwell_s: float | None = None  # dwell events and exits: time spent in the zone
+    lost: bool = False  # an exit because the object was not seen for a while
+    extra: dict = field(default_factory=dict)  # e.g. the snapshot's path
+
+    @property
+    def region(self) -> str:
+        return self.line if self.line is not None else str(self.zone)
+
+    def to_dict(self) -> dict:
+        d: dict = {
+            "time": round(self.time, 3),
+            "t": round(self.t, 4),
+            "stream": self.stream,
+            "frame": self.frame,
+            "kind": self.kind,
+            "track_id": self.track_id,
+            "class_id": self.class_id,
+            "class": self.class_name,
+            "score": round(self.score, 4),
+            "box": [round(v, 1) for v in self.box],
+        }
+        d["line" if self.line is not None else "zone"] = self.region
+        if self.dwell_s is not None:
+            d["dwell_s"] = round(self.dwell_s, 3)
+        if self.lost:
+            d["lost"] = True
+        d.update(self.extra)
+        return d
+
+
+class EventLog:
+    """`--events FILE`: one JSON object per line, written under a temporary name and renamed into
+    place by `close()`; after a crash the final name holds nothing half-written.
+
+    Raises:
+        EdgeError: the file cannot be created or written.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.events = 0
+        if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
+            raise EdgeError(f"--events {self.path}: not a regular file; give a file name")
+        try:
+            fd, name = tempfile.mkstemp(
+                prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
+                dir=self.path.parent if str(self.path.parent) else ".",
+            )  # fmt: skip
+        except OSError as exc:
+            raise EdgeError(f"--events {self.path}: cannot write ({exc.strerror or exc})") from None
+        self._tmp = Path(name)
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, events: list[Event]) -> None:
+        if self._file is None:
+            raise ValueError("EventLog is closed")
+        for e in events:
+            self._file.write(json.dumps(e.to_dict()) + "\n")
+        self.events += len(events)
+        if events:
+            self._file.flush()
+
+    def close(self) -> None:
+        """fsync and rename into place. Safe to call twice."""
+        if self._file is None:
+            return
+        f, self._file = self._file, None
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                f.close()
+                self._tmp.unlink()
+            raise EdgeError(f"--events {self.path}: cannot write ({exc.strerror or exc})") from None
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
