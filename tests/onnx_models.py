@@ -1,7 +1,9 @@
 """Small ONNX detectors built with onnx.helper for runtime tests (no TensorFlow needed).
 
 `fixed_detector` returns the given raw outputs whatever the image (plus 0 x the image mean, so the
-graph really reads its input); `slow` adds matrix products so inference takes measurable time.
+graph really reads its input), in any output layout edge reads (edge's own, Ultralytics YOLOv8 raw,
+end-to-end [B, K, 6], RT-DETR); `slow` adds matrix products so inference takes measurable time;
+`input_type`, `input_shape` and `batch` make the inputs the model gate must refuse or handle.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.contract import XYXY_SCORES, YOLOV8, ModelContract
+from edge.contract import END_TO_END, RTDETR, XYXY_SCORES, YOLOV8, ModelContract
+
+ULTRALYTICS = (YOLOV8, END_TO_END, RTDETR)
 
 
 def fixed_detector(
@@ -26,10 +30,13 @@ def fixed_detector(
     dynamic: bool = False,
     slow: int = 0,
     metadata: dict[str, str] | None = None,
+    input_type: int = TensorProto.FLOAT,
+    input_shape: list | None = None,
+    batch: int | str = 1,
 ) -> Path:
     """Write an ONNX model whose decoded outputs are `boxes` (N,4 xyxy) and `scores` (N,C)."""
     nc = len(names)
-    if output_format == YOLOV8:
+    if output_format in ULTRALYTICS:
         layout = "NCHW"  # as Ultralytics exports
     if boxes is None:
         boxes = np.array([[8, 8, 24, 24], [30, 30, 60, 50]], np.float32)
@@ -39,10 +46,13 @@ def fixed_detector(
     scores = np.asarray(scores, np.float32)
     h, w = imgsz
     dims = ["h", "w"] if dynamic else [h, w]
-    shape = [1, 3, *dims] if layout == "NCHW" else [1, *dims, 3]
-    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
+    shape = [batch, 3, *dims] if layout == "NCHW" else [batch, *dims, 3]
+    inp = helper.make_tensor_value_info(
+        "images", input_type, shape if input_shape is None else input_shape
+    )
     nodes = [
-        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        helper.make_node("Cast", ["images"], ["imagesf"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["imagesf"], ["mean"], keepdims=0),
         helper.make_node("Mul", ["mean", "zero"], ["z"]),
     ]
     inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero")]
@@ -77,23 +87,35 @@ def fixed_detector(
         cxcywh = np.concatenate(
             [(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], axis=1
         )
-        raw = np.concatenate([cxcywh, scores], axis=1).T[None]  # [1, 4 + nc, N]
+        if output_format == YOLOV8:
+            raw = np.concatenate([cxcywh, scores], axis=1).T[None]  # [1, 4 + nc, N]
+        elif output_format == END_TO_END:  # [1, K, 6]: xyxy, best score, its class; a padding row
+            best = scores.argmax(axis=1)
+            rows = np.concatenate(
+                [boxes, scores.max(axis=1, keepdims=True), best[:, None].astype(np.float32)], axis=1
+            )
+            raw = np.concatenate([rows, np.zeros((1, 6), np.float32)])[None]
+        else:  # RT-DETR [1, K, 4 + nc]: cx cy w h as fractions of the input, scores
+            frac = cxcywh / np.array([w, h, w, h], np.float32)
+            raw = np.concatenate([frac, scores], axis=1)[None]
         inits.append(numpy_helper.from_array(raw.astype(np.float32), "craw"))
         nodes.append(helper.make_node("Add", ["craw", last], ["output0"]))
-        outs = [
-            helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + nc, len(boxes)])
-        ]
+        outs = [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(raw.shape))]
     graph = helper.make_graph(nodes, "fixed", [inp], outs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if metadata is None:
-        if output_format == YOLOV8:
+        if output_format in ULTRALYTICS:
             metadata = {
                 "author": "Ultralytics",
                 "task": "detect",
                 "stride": "32",
                 "names": repr(dict(enumerate(names))),
                 "imgsz": repr([h, w]),
+                "end2end": str(output_format == END_TO_END),
+                "description": "Ultralytics "
+                + ("rtdetr-l" if output_format == RTDETR else "YOLO11n")
+                + " model trained on test data",
             }
         else:
             metadata = ModelContract(

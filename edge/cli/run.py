@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.bundled import bundled_model
 from edge.cli.argtypes import fraction, imgsz, non_negative_float, positive_float, positive_int
 from edge.errors import EdgeError, ModelError
 
@@ -21,15 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge")
 
 DEMO_FRAMES = 300  # `edge run` alone stops after this many synthetic frames
-
-
-def bundled_model() -> Path | None:
-    """The default model shipped in the repository's models/ folder, if present."""
-    for folder in (Path(__file__).resolve().parents[2] / "models", Path.cwd() / "models"):
-        candidate = folder / "default.onnx"
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -220,7 +212,10 @@ def main(args: argparse.Namespace) -> int:
     _install_stop(stop)
     model = args.model or bundled_model()
     if model is None:
-        raise ModelError("no --model given and no bundled model in models/default.onnx")
+        raise ModelError(
+            "no --model given and no bundled model (edge/_bundled/default.onnx in an install, "
+            "models/default.onnx in a checkout); pass --model"
+        )
     session = ModelSession(
         model,
         SessionOptions(
