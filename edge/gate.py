@@ -144,6 +144,15 @@ def _zeros(contract: ModelContract, hw: tuple[int, int], batch: int, dtype: type
     return np.zeros(shape, dtype)
 
 
+def _quiet() -> Any:
+    """Run options that keep ONNX Runtime's own error log off the terminal: we report in one line."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    return options
+
+
 def _trial(
     session: Any,
     name: str,
@@ -156,7 +165,7 @@ def _trial(
 ) -> list[np.ndarray]:
     x = _zeros(contract, hw, batch, dtype)
     try:
-        outputs = session.run(None, {name: x})
+        outputs = session.run(None, {name: x}, _quiet())
     except Exception as exc:  # ORT raises its own untyped errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
@@ -171,7 +180,7 @@ def _follows_batch(
 ) -> bool:
     """A dynamic-batch model must give two results for two images; some exports give one."""
     try:
-        outputs = session.run(None, {name: _zeros(contract, hw, 2, dtype)})
+        outputs = session.run(None, {name: _zeros(contract, hw, 2, dtype)}, _quiet())
     except Exception:  # a graph that reshapes to batch 1 inside fails here: run it one by one
         return False
     return all(np.asarray(o).shape[:1] == (2,) for o in outputs)

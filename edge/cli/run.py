@@ -286,6 +286,11 @@ def main(args: argparse.Namespace) -> int:
         "model": session.describe(),
         "source": f"{source.name}, stopped by {result.stopped_by}",
     }
+    if post.nonfinite.rows:
+        header["dropped"] = (
+            f"{post.nonfinite.rows} output rows with NaN or infinite values "
+            f"({post.nonfinite.frames} frames), neither drawn nor written"
+        )
     if session.fell_back:
         header["WARNING"] = f"asked for {args.device}, ran on the CPU"
     if stats.reconnects or stats.events:
