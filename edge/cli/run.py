@@ -198,6 +198,7 @@ def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None
 def main(args: argparse.Namespace) -> int:
     from edge.pipeline import Loop, LoopOptions
     from edge.postprocess import PostprocessOptions
+    from edge.progress import terminal_progress
     from edge.session import ModelSession, SessionOptions
     from edge.sinks import Display, JsonlDetections, Sink, VideoFile
     from edge.sources import SourceOptions, open_source
@@ -279,6 +280,9 @@ def main(args: argparse.Namespace) -> int:
                 + ("q in the window or " if show else "")
                 + "Ctrl-C stops"
             )
+        progress = terminal_progress(source, specs[0], max_frames, args.quiet)
+        if progress is not None:
+            observers.append(stack.enter_context(progress))
         sinks += [o for o in observers if isinstance(o, Sink)]
         result = Loop(session, source, sinks, options, telemetry, stop, observers).run()
         stats = source.stats
