@@ -126,3 +126,76 @@ def fixed_detector(
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def failing_detector(path: Path) -> Path:
+    """Declares a fine NHWC input, then reshapes 64*64*3 values into rows of 7: loads, fails when
+    run (the target shape depends on the image, so only running it finds the mismatch)."""
+    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 64, 64, 3])
+    outs = [
+        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, None),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, None),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        helper.make_node("Cast", ["mean"], ["imean"], to=TensorProto.INT64),
+        helper.make_node("Mul", ["imean", "zero"], ["izero"]),
+        helper.make_node("Add", ["shape", "izero"], ["runtime_shape"]),
+        helper.make_node("Reshape", ["images", "runtime_shape"], ["boxes"]),
+        helper.make_node("Identity", ["boxes"], ["scores"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([1, -1, 7], np.int64), "shape"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+    ]
+    graph = helper.make_graph(nodes, "fails", [inp], outs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in ModelContract(names=("a", "b"), imgsz=(64, 64)).to_metadata().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, str(path))
+    return path
+
+
+def shapeless_detector(path: Path) -> Path:
+    """A detector whose input declares no shape at all (rank unknown)."""
+    fixed_detector(path)
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.ClearField("shape")
+    onnx.save(model, str(path))
+    return path
+
+
+ULTRALYTICS_META = {
+    "author": "Ultralytics",
+    "stride": "32",
+    "task": "detect",
+    "names": "{0: 'a', 1: 'b'}",
+    "imgsz": "[64, 64]",
+}
+
+
+def gate_models(work: Path) -> dict[str, Path]:
+    """One model per thing the model gate refuses at load (edge/gate.py), by file name."""
+    nchw = ModelContract(names=("a", "b"), imgsz=(64, 64), layout="NCHW").to_metadata()
+    eight = {**ULTRALYTICS_META, "names": repr({i: n for i, n in enumerate("abcdefgh")})}
+    return {
+        "int32-input.onnx": fixed_detector(work / "int32-input.onnx", input_type=TensorProto.INT32),
+        "shapeless.onnx": shapeless_detector(work / "shapeless.onnx"),
+        "rank3.onnx": fixed_detector(work / "rank3.onnx", input_shape=[64, 64, 3]),
+        "nchw-meta.onnx": fixed_detector(work / "nchw-meta.onnx", metadata=nchw),
+        "four-channels.onnx": fixed_detector(
+            work / "four-channels.onnx", input_shape=[1, 64, 64, 4]
+        ),
+        "uint8-scaled.onnx": fixed_detector(
+            work / "uint8-scaled.onnx",
+            input_type=TensorProto.UINT8,
+            output_format=YOLOV8,
+            metadata=ULTRALYTICS_META,
+        ),
+        "batch2.onnx": fixed_detector(work / "batch2.onnx", batch=2),
+        "fails-when-run.onnx": failing_detector(work / "fails-when-run.onnx"),
+        "eight-names.onnx": fixed_detector(
+            work / "eight-names.onnx", names=("a", "b", "c"), output_format=YOLOV8, metadata=eight
+        ),
+    }

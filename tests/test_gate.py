@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from batch_models import batch_detector
-from onnx import TensorProto, helper
-from onnx_models import fixed_detector
+from onnx import TensorProto
+from onnx_models import fixed_detector, gate_models
 
-from edge.contract import END_TO_END, YOLOV8, ModelContract
+from edge.contract import END_TO_END, ModelContract
 from edge.errors import ModelError
 from edge.postprocess import PostprocessOptions, postprocess
 from edge.preprocess import Letterbox
@@ -39,77 +38,24 @@ def _edge_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def _failing_model(path: Path) -> Path:
-    """Declares a fine NHWC input, then reshapes 64*64*3 values to rows of 7: fails when run."""
-    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 64, 64, 3])
-    outs = [
-        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, None),
-        helper.make_tensor_value_info("scores", TensorProto.FLOAT, None),
-    ]
-    shape = onnx.numpy_helper.from_array(np.array([1, -1, 7], np.int64), "shape")
-    nodes = [  # the target shape depends on the image, so only running it finds the mismatch
-        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
-        helper.make_node("Cast", ["mean"], ["imean"], to=TensorProto.INT64),
-        helper.make_node("Mul", ["imean", "zero"], ["izero"]),
-        helper.make_node("Add", ["shape", "izero"], ["runtime_shape"]),
-        helper.make_node("Reshape", ["images", "runtime_shape"], ["boxes"]),
-        helper.make_node("Identity", ["boxes"], ["scores"]),
-    ]
-    zero = onnx.numpy_helper.from_array(np.array(0, np.int64), "zero")
-    graph = helper.make_graph(nodes, "fails", [inp], outs, initializer=[shape, zero])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for k, v in ModelContract(names=("a", "b"), imgsz=(64, 64)).to_metadata().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.save(model, str(path))
-    return path
-
-
-ULTRA_META = {
-    "author": "Ultralytics",
-    "stride": "32",
-    "task": "detect",
-    "names": "{0: 'a', 1: 'b'}",
-    "imgsz": "[64, 64]",
-}
-NCHW_META = ModelContract(names=("a", "b"), imgsz=(64, 64), layout="NCHW").to_metadata()
-
-# name, builder kwargs for fixed_detector (or a callable), the one line expected
+# file name from onnx_models.gate_models, the one line expected
 REFUSED = [
-    ("int32 input", {"input_type": TensorProto.INT32}, "is tensor(int32)"),
-    ("no input shape", {"input_shape": None, "no_shape": True}, "unknown (none declared)"),
-    ("rank 3 input", {"input_shape": [64, 64, 3]}, "has shape [64, 64, 3]"),
-    ("NCHW metadata, NHWC input", {"metadata": NCHW_META}, "metadata says layout NCHW"),
-    ("4 channels", {"input_shape": [1, 64, 64, 4]}, "has 4 channels"),
-    (
-        "uint8 input, scaled metadata",
-        {"input_type": TensorProto.UINT8, "output_format": YOLOV8, "metadata": ULTRA_META},
-        "is uint8 but the metadata asks for scaled input",
-    ),
-    ("fixed batch 2, outputs batch 1", {"batch": 2}, "for an input batch of 2"),
-    ("fails when run", _failing_model, "trial inference"),
+    ("int32-input.onnx", "is tensor(int32)"),
+    ("shapeless.onnx", "unknown (none declared)"),
+    ("rank3.onnx", "has shape [64, 64, 3]"),
+    ("nchw-meta.onnx", "metadata says layout NCHW but the input [1, 64, 64, 3] is NHWC"),
+    ("four-channels.onnx", "has 4 channels"),
+    ("uint8-scaled.onnx", "is uint8 but the metadata asks for scaled input"),
+    ("batch2.onnx", "for an input batch of 2"),
+    ("fails-when-run.onnx", "a trial inference on a [1, 64, 64, 3] float32 input"),
+    ("eight-names.onnx", "outputs [1, 7, 2] match no layout edge reads for 8 classes"),
 ]
 
 
-def _build(tmp_path: Path, spec: object) -> Path:
-    path = tmp_path / "m.onnx"
-    if callable(spec):
-        return spec(path)
-    kw = dict(spec)  # type: ignore[call-overload]
-    if kw.pop("no_shape", False):
-        kw["input_shape"] = []  # onnx.helper: a tensor type with no shape at all
-        fixed_detector(path, **kw)
-        model = onnx.load(str(path))
-        model.graph.input[0].type.tensor_type.ClearField("shape")
-        onnx.save(model, str(path))
-        return path
-    return fixed_detector(path, **kw)
-
-
-@pytest.mark.parametrize(("case", "spec", "needle"), REFUSED, ids=[c[0] for c in REFUSED])
-def test_refused_at_load_in_one_line_before_the_source(tmp_path, case, spec, needle):
-    model = _build(tmp_path, spec)
-    with pytest.raises(ModelError, match="model .*m.onnx: ") as info:
+@pytest.mark.parametrize(("name", "needle"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_refused_at_load_in_one_line_before_the_source(tmp_path, name, needle):
+    model = gate_models(tmp_path)[name]
+    with pytest.raises(ModelError, match=f"model .*{name}: ") as info:
         ModelSession(model, CPU)
     assert needle in str(info.value)
     r = _edge_run("--model", str(model), "--source", "missing.mp4", cwd=tmp_path)
