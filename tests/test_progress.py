@@ -124,3 +124,16 @@ def test_edge_run_piped_or_quiet_draws_no_progress(tmp_path, tiny_model):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "frames 4/4" not in r.stderr and "\r" not in r.stderr
+
+
+def test_eval_bar_only_on_a_terminal(monkeypatch):
+    pytest.importorskip("tqdm")  # the train extra, which `edge eval` needs anyway
+    from edge.cli.eval import _bar
+
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert list(_bar([1, 2, 3])) == [1, 2, 3]
+    assert "eval:" in tty.getvalue() and "/3 [" in tty.getvalue()  # a bar over 3 images
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    assert list(_bar([1, 2])) == [1, 2] and piped.getvalue() == ""
