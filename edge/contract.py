@@ -25,7 +25,8 @@ END_TO_END = (
     "end2end"  # YOLO26, YOLOv10, nms=True: [B, K, 6] x1 y1 x2 y2 input pixels, score, class
 )
 RTDETR = "rtdetr"  # Ultralytics RT-DETR: [B, K, 4 + C], cx cy w h in 0..1 of the input, scores 0..1
-OUTPUT_FORMATS = (XYXY_SCORES, YOLOV8, END_TO_END, RTDETR)
+RTDETR_TOPK = "rtdetr_topk"  # Ultralytics 8.4+ RT-DETR: [B, K, 6], cx cy w h in 0..1, score, class
+OUTPUT_FORMATS = (XYXY_SCORES, YOLOV8, END_TO_END, RTDETR, RTDETR_TOPK)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import RTDETR, ModelContract
+from edge.contract import RTDETR, RTDETR_TOPK, ModelContract
 from edge.errors import ModelError
 from edge.postprocess import resolve_format
 
@@ -81,7 +81,7 @@ def check_model(session: Any, contract: ModelContract, source: str = "model") ->
         resolved = resolve_format(contract, shapes)
     except ModelError as exc:
         raise ModelError(f"{source}: {exc}") from None
-    if resolved.output_format == RTDETR:
+    if resolved.output_format in (RTDETR, RTDETR_TOPK):
         resolved = replace(resolved, imgsz=hw)  # its boxes are fractions of the size it was fed
     if _fixed(shape[0]) is None and not _follows_batch(
         session, inp.name, shape, contract, hw, dtype

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from edge.contract import END_TO_END, RTDETR, XYXY_SCORES, YOLOV8, ModelContract
+from edge.contract import END_TO_END, RTDETR, RTDETR_TOPK, XYXY_SCORES, YOLOV8, ModelContract
 from edge.errors import ModelError
 from edge.preprocess import Letterbox
 from edge.types import Detections
 
 # Layouts whose model already removed duplicates: no NMS on the host (as Ultralytics does).
-_NMS_FREE = (END_TO_END, RTDETR)
+_NMS_FREE = (END_TO_END, RTDETR, RTDETR_TOPK)
 
 
 class DropCount:
@@ -95,10 +95,9 @@ def _ultralytics_format(contract: ModelContract, shapes: Sequence[Sequence[int]]
     detr = any(k in contract.extra.get("description", "").lower() for k in ("rtdetr", "rt-detr"))
     if a == 4 + nc and b not in (6, 4 + nc):
         return YOLOV8  # [B, 4 + C, N anchors]
-    if b == 6 and b == 4 + nc:  # two classes: [B, K, 6] is either; the metadata says which
-        return RTDETR if detr else END_TO_END
-    if b == 6:
-        return END_TO_END
+    if b == 6:  # rows of (box, score, class); with two classes RT-DETR's older [B, K, 4 + 2] looks
+        # the same, and current Ultralytics (8.4+) exports the rows, so the rows are read
+        return RTDETR_TOPK if detr else END_TO_END
     if b == 4 + nc:
         return RTDETR
     return YOLOV8 if a == 4 + nc else None
@@ -116,7 +115,9 @@ def _fits(fmt: str, nc: int, shapes: Sequence[Sequence[int]]) -> bool:
     if len(shapes) < 1 or len(shapes[0]) != 3:
         return False
     _, a, b = shapes[0]
-    return {YOLOV8: a == 4 + nc, END_TO_END: b == 6, RTDETR: b == 4 + nc}.get(fmt, False)
+    return {YOLOV8: a == 4 + nc, END_TO_END: b == 6, RTDETR: b == 4 + nc, RTDETR_TOPK: b == 6}.get(
+        fmt, False
+    )
 
 
 def decode(
@@ -146,25 +147,39 @@ def decode(
             raise ModelError(f"expected a YOLOv8 output [B, {4 + nc}, N], got {list(out.shape)}")
         pred = out[item].T  # (N, 4 + nc)
         return _cxcywh_to_xyxy(pred[:, :4]), pred[:, 4:]
-    if fmt == END_TO_END:
+    if fmt in (END_TO_END, RTDETR_TOPK):
         if out.ndim != 3 or out.shape[2] != 6:
-            raise ModelError(f"expected an end-to-end output [B, K, 6], got {list(out.shape)}")
+            raise ModelError(
+                f"expected an output [B, K, 6] (box, score, class), got {list(out.shape)}"
+            )
         pred = np.asarray(out[item], np.float32)
-        cls = pred[:, 5]
-        ok = np.isfinite(cls) & (cls >= 0) & (cls < nc)  # padding rows carry class -1 or 0
-        scores = np.zeros((len(pred), nc), np.float32)
-        rows = np.flatnonzero(ok)
-        scores[rows, np.rint(cls[rows]).astype(np.int64).clip(0, nc - 1)] = pred[rows, 4]
-        scores[~ok] = np.where(np.isfinite(pred[~ok, 4:5]), 0.0, pred[~ok, 4:5])
-        return pred[:, :4], scores
+        boxes = pred[:, :4]
+        if fmt == RTDETR_TOPK:
+            boxes = _cxcywh_to_xyxy(boxes) * _input_scale(contract)
+        return boxes, _row_scores(pred[:, 4], pred[:, 5], nc)
     if fmt == RTDETR:
         if out.ndim != 3 or out.shape[2] != 4 + nc:
             raise ModelError(f"expected an RT-DETR output [B, K, {4 + nc}], got {list(out.shape)}")
         pred = np.asarray(out[item], np.float32)
-        h, w = contract.imgsz  # the gate sets it to the size the model is fed
-        boxes = _cxcywh_to_xyxy(pred[:, :4]) * np.array([w, h, w, h], np.float32)
-        return boxes, pred[:, 4:]
+        return _cxcywh_to_xyxy(pred[:, :4]) * _input_scale(contract), pred[:, 4:]
     raise ModelError(f"unknown output format {fmt!r}")
+
+
+def _input_scale(contract: ModelContract) -> np.ndarray:
+    """RT-DETR boxes are fractions of the input; the gate sets `imgsz` to the size it is fed."""
+    h, w = contract.imgsz
+    return np.array([w, h, w, h], np.float32)
+
+
+def _row_scores(score: np.ndarray, cls: np.ndarray, nc: int) -> np.ndarray:
+    """(score, class) rows as an (N, C) score matrix; a row whose class is not one of the model's
+    (padding, -1) scores 0, and a non-finite score stays non-finite so `select` counts it."""
+    ok = np.isfinite(cls) & (cls >= 0) & (cls < nc)
+    out = np.zeros((len(score), nc), np.float32)
+    rows = np.flatnonzero(ok)
+    out[rows, np.rint(cls[rows]).astype(np.int64).clip(0, nc - 1)] = score[rows]
+    out[~np.isfinite(score)] = np.nan
+    return out
 
 
 def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:

@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.contract import END_TO_END, RTDETR, XYXY_SCORES, YOLOV8, ModelContract
+from edge.contract import END_TO_END, RTDETR, RTDETR_TOPK, XYXY_SCORES, YOLOV8, ModelContract
 
-ULTRALYTICS = (YOLOV8, END_TO_END, RTDETR)
+ULTRALYTICS = (YOLOV8, END_TO_END, RTDETR, RTDETR_TOPK)
 
 
 def fixed_detector(
@@ -95,9 +95,13 @@ def fixed_detector(
                 [boxes, scores.max(axis=1, keepdims=True), best[:, None].astype(np.float32)], axis=1
             )
             raw = np.concatenate([rows, np.zeros((1, 6), np.float32)])[None]
-        else:  # RT-DETR [1, K, 4 + nc]: cx cy w h as fractions of the input, scores
+        elif output_format == RTDETR:  # [1, K, 4 + nc]: cx cy w h as fractions of the input, scores
             frac = cxcywh / np.array([w, h, w, h], np.float32)
             raw = np.concatenate([frac, scores], axis=1)[None]
+        else:  # RT-DETR of Ultralytics 8.4+ [1, K, 6]: cx cy w h as fractions, best score, class
+            frac = cxcywh / np.array([w, h, w, h], np.float32)
+            best = scores.argmax(axis=1)[:, None].astype(np.float32)
+            raw = np.concatenate([frac, scores.max(axis=1, keepdims=True), best], axis=1)[None]
         inits.append(numpy_helper.from_array(raw.astype(np.float32), "craw"))
         nodes.append(helper.make_node("Add", ["craw", last], ["output0"]))
         outs = [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(raw.shape))]
@@ -114,7 +118,7 @@ def fixed_detector(
                 "imgsz": repr([h, w]),
                 "end2end": str(output_format == END_TO_END),
                 "description": "Ultralytics "
-                + ("rtdetr-l" if output_format == RTDETR else "YOLO11n")
+                + ("rtdetr-l" if output_format in (RTDETR, RTDETR_TOPK) else "YOLO11n")
                 + " model trained on test data",
             }
         else:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ import pytest
 from onnx_models import fixed_detector
 
 from edge.cli import main
-from edge.contract import END_TO_END, RTDETR, XYXY_SCORES, YOLOV8, ModelContract
+from edge.contract import END_TO_END, RTDETR, RTDETR_TOPK, XYXY_SCORES, YOLOV8, ModelContract
 from edge.errors import ModelError
 from edge.postprocess import resolve_format
 from edge.session import ModelSession, SessionOptions
@@ -65,9 +66,10 @@ CASES = [
     (XYXY_SCORES, ("a", "b", "c")),
     (YOLOV8, ("a", "b", "c")),
     (END_TO_END, ("a", "b", "c")),
-    (RTDETR, ("a", "b", "c")),
-    (END_TO_END, ("a", "b")),  # [B, K, 6] with two classes: the end2end metadata decides
-    (RTDETR, ("a", "b")),  # ... and RT-DETR's description
+    (RTDETR, ("a", "b", "c")),  # RT-DETR as Ultralytics exported it before 8.4
+    (RTDETR_TOPK, ("a", "b", "c")),  # ... and since (rows of box, score, class)
+    (END_TO_END, ("a", "b")),  # [B, K, 6] with two classes: rows, YOLO's or (description) RT-DETR's
+    (RTDETR_TOPK, ("a", "b")),
 ]
 
 
@@ -77,7 +79,7 @@ def test_layout_recognised_at_load(tmp_path, fmt, names):
     assert session.contract.output_format == fmt
 
 
-@pytest.mark.parametrize(("fmt", "names"), CASES[:4])
+@pytest.mark.parametrize(("fmt", "names"), CASES[:5])
 def test_each_layout_through_edge_run_and_edge_eval(tmp_path, fmt, names):
     model = _model(tmp_path, fmt, names)
     data = _dataset(tmp_path / "data", names)
@@ -128,6 +130,7 @@ ULTRA = ModelContract(
     extra={"author": "Ultralytics", "stride": "32"},
 )
 EDGE = ModelContract(names=("a", "b", "c"), imgsz=(64, 64))
+DETR = replace(ULTRA, extra={**ULTRA.extra, "description": "Ultralytics rtdetr-l model"})
 
 
 @pytest.mark.parametrize(
@@ -136,6 +139,8 @@ EDGE = ModelContract(names=("a", "b", "c"), imgsz=(64, 64))
         (ULTRA, [(1, 7, 8400)], YOLOV8),
         (ULTRA, [(1, 300, 6)], END_TO_END),
         (ULTRA, [(1, 300, 7)], RTDETR),
+        (DETR, [(1, 300, 7)], RTDETR),
+        (DETR, [(1, 300, 6)], RTDETR_TOPK),
         (ULTRA, [(1, 7, 6)], END_TO_END),  # 7 = 4 + 3 boxes, each 6 wide: end-to-end, not raw
         (EDGE, [(1, 100, 4), (1, 100, 3)], XYXY_SCORES),
         (EDGE, [(1, 100, 3), (1, 100, 4)], XYXY_SCORES),  # outputs in the other order
@@ -149,7 +154,7 @@ EDGE = ModelContract(names=("a", "b", "c"), imgsz=(64, 64))
     ],
 )
 def test_resolve_format_table(contract, shapes, expected):
-    if expected in (YOLOV8, END_TO_END, RTDETR, XYXY_SCORES):
+    if expected in (YOLOV8, END_TO_END, RTDETR, RTDETR_TOPK, XYXY_SCORES):
         assert resolve_format(contract, shapes).output_format == expected
     else:
         with pytest.raises(ModelError, match=expected) as info:
