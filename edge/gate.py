@@ -27,6 +27,8 @@ INPUT_TYPES = {
     "tensor(uint8)": np.uint8,
 }
 DEFAULT_SIZE = (640, 640)
+MAX_SIDE = 8192  # larger inputs are a broken export, and a trial inference would not fit in memory
+MAX_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ def check_model(session: Any, contract: ModelContract, source: str = "model") ->
     _check_layout(shape, contract, source)
     hw = _trial_size(shape, contract)
     batch = _fixed(shape[0]) or 1
+    if max(hw) > MAX_SIDE or batch > MAX_BATCH:
+        raise ModelError(
+            f"{source}: input {_shape(shape)} (fed {batch}x{hw[0]}x{hw[1]}) is beyond what edge "
+            f"feeds: at most {MAX_SIDE} pixels a side and a batch of {MAX_BATCH}"
+        )
     outputs = _trial(session, inp.name, shape, contract, hw, batch, dtype, source)
     shapes = tuple(tuple(int(d) for d in o.shape) for o in outputs)
     bad = [s for s in shapes if not s or s[0] != batch]

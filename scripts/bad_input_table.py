@@ -58,6 +58,7 @@ CASES = (
     _case("model", "uint8 input with scaling metadata", "run --model uint8-scaled.onnx"),
     _case("model", "fixed batch 2 whose outputs have batch 1", "run --model batch2.onnx"),
     _case("model", "model that fails when run", "run --model fails-when-run.onnx"),
+    _case("model", "fixed input of 100000x100000", "run --model huge-input.onnx"),
     _case("model", "8 names, outputs for 3 classes", "run --model eight-names.onnx"),
     _case("model", "unknown device", f"run {M} --device gpu"),
     _case("model", "negative thread count", f"run {M} --threads -1"),

@@ -198,6 +198,7 @@ def gate_models(work: Path) -> dict[str, Path]:
             metadata=ULTRALYTICS_META,
         ),
         "batch2.onnx": fixed_detector(work / "batch2.onnx", batch=2),
+        "huge-input.onnx": fixed_detector(work / "huge-input.onnx", imgsz=(100_000, 100_000)),
         "fails-when-run.onnx": failing_detector(work / "fails-when-run.onnx"),
         "eight-names.onnx": fixed_detector(
             work / "eight-names.onnx", names=("a", "b", "c"), output_format=YOLOV8, metadata=eight

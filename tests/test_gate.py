@@ -47,6 +47,7 @@ REFUSED = [
     ("four-channels.onnx", "has 4 channels"),
     ("uint8-scaled.onnx", "is uint8 but the metadata asks for scaled input"),
     ("batch2.onnx", "for an input batch of 2"),
+    ("huge-input.onnx", "at most 8192 pixels a side"),
     ("fails-when-run.onnx", "a trial inference on a [1, 64, 64, 3] float32 input"),
     ("eight-names.onnx", "outputs [1, 7, 2] match no layout edge reads for 8 classes"),
 ]
