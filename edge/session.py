@@ -137,12 +137,12 @@ class ModelSession:
         if len(inputs) != 1:
             raise ModelError(f"model {self.path}: expected one image input, found {len(inputs)}")
         self.input_name = inputs[0].name
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        self._check_device()
         # The gate refuses, in one line and before any source opens, what cannot be fed or decoded.
         self.check = check_model(self._session, self.contract, f"model {self.path}")
         self.contract = self.check.contract
         self.input_shape = list(self.check.input_shape)
-        self.output_names = [o.name for o in self._session.get_outputs()]
-        self._check_device()
         self._binding = None
         if self.device != "cpu":
             self._binding = self._session.io_binding()
