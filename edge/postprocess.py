@@ -232,10 +232,11 @@ def postprocess(
     options: PostprocessOptions,
     item: int = 0,
 ) -> Detections:
-    """The whole post-processing stage: decode, select, and map boxes back to the source frame."""
+    """The whole post-processing stage: decode, select, and map boxes back to the source frame;
+    the Detections carry the model's class names."""
     boxes, scores = decode(outputs, contract, item)
     nms = contract.output_format not in _NMS_FREE
     dets = select(np.asarray(boxes, np.float32), np.asarray(scores, np.float32), options, nms)
     if len(dets) == 0:
-        return dets
-    return Detections(letterbox.inverse(dets.xyxy), dets.score, dets.class_id)
+        return Detections.empty(contract.names)
+    return Detections(letterbox.inverse(dets.xyxy), dets.score, dets.class_id, names=contract.names)

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge.observe import FrameResult, Observer
 
-class Progress:
+
+class Progress(Observer):
     """One updating line: `frames 120/300  40%  24.8 FPS  ETA 0:07`; a context manager."""
 
     needs_image = False
@@ -37,11 +39,7 @@ class Progress:
         if now - self._drawn >= self.every_ns:
             self._draw(now)
 
-    # The loop's observer protocols: `observe` (edge/trace.py today), `on_frame` (the unified one).
-    def observe(self, record: Any, spans: Any) -> None:
-        self.tick()
-
-    def on_frame(self, result: Any) -> bool:
+    def on_frame(self, result: FrameResult) -> bool:
         self.tick()
         return True
 

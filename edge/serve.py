@@ -1,7 +1,7 @@
 """A live web page for a run: the annotated stream, telemetry charts and Prometheus metrics.
 
-`LiveServer` is a Sink (it receives annotated frames) and a frame observer (it receives each
-frame's telemetry record). A ThreadingHTTPServer in a daemon thread serves:
+`LiveServer` is an observer of finished frames: it takes the annotated frame (only while someone
+watches) and each frame's timing. A ThreadingHTTPServer in a daemon thread serves:
 
     /                 the page: one MJPEG <img> per stream and charts drawn on <canvas>
     /stream.mjpg      the first stream; /stream/<i>.mjpg the i-th (multipart/x-mixed-replace)
@@ -29,17 +29,17 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.observe import FrameResult
 from edge.serve_page import PAGE
 from edge.sinks import Sink
 from edge.telemetry import FrameRecord, Rolling
-from edge.trace import FrameSpans
+from edge.timing import SPANS, STAGES, FrameTiming
 from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
 BOUNDARY = "edgeframe"
-STAGES = ("wait", "preprocess", "inference", "postprocess", "render", "sink")
-TIMES = (*STAGES, "age", "latency", "total")  # histogrammed, in FrameRecord's `<name>_ms`
+TIMES = (*STAGES, *SPANS)  # histogrammed, in FrameRecord's `<name>_ms`
 BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 QUANTILES = (0.5, 0.95, 0.99)
 SERIES = 300  # points per stream on the page's charts
@@ -163,6 +163,14 @@ class LiveServer(Sink):
             s = self._streams[source] = _Stream(len(self._streams))
         return s
 
+    needs_timing = True  # its charts show the frame's stage times
+
+    def on_frame(self, result: FrameResult) -> bool:
+        self.write(result.frame, result.detections, result.image)
+        if result.record is not None and result.timing is not None:
+            self.observe(result.record, result.timing)
+        return True
+
     def write(self, frame: Frame, detections: Detections, annotated: np.ndarray | None) -> bool:
         if annotated is not None:
             with self._cond:
@@ -171,7 +179,7 @@ class LiveServer(Sink):
                 self._cond.notify_all()
         return True
 
-    def observe(self, record: FrameRecord, spans: FrameSpans) -> None:
+    def observe(self, record: FrameRecord, spans: FrameTiming) -> None:
         with self._cond:
             s = self._stream(record.source)
             s.frames += 1

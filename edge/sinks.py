@@ -15,23 +15,26 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.observe import FrameResult, Observer
 from edge.types import Detections, Frame
 
 
-class Sink:
-    """One-method protocol: `write(frame, detections, annotated)`; False from write asks to stop."""
+class Sink(Observer):
+    """An observer that writes frames: `write(frame, detections, annotated)`; False asks to stop.
+
+    Its time is counted in the frame's "sink" stage (`needs_timing` False).
+    """
+
+    needs_image = True
+
+    def on_frame(self, result: FrameResult) -> bool | None:
+        return self.write(result.frame, result.detections, result.image)
 
     def write(self, frame: Frame, detections: Detections, annotated: np.ndarray | None) -> bool:
         raise NotImplementedError
 
-    def close(self) -> None:
-        pass
-
     def __enter__(self) -> Sink:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Display(Sink):

@@ -21,34 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("wait", "preprocess", "inference", "postprocess", "render", "sink")
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    """What happened to one frame. Times in milliseconds; `t_ms` is capture time since the run began."""
-
-    frame: int
-    source: str
-    t_ms: float
-    wait_ms: float
-    preprocess_ms: float
-    inference_ms: float
-    postprocess_ms: float
-    render_ms: float
-    sink_ms: float
-    age_ms: float  # capture -> inference start: how stale the frame was when inference began
-    latency_ms: float  # capture -> detections ready
-    total_ms: float  # capture -> shown/written
-    dropped: int  # frames the source skipped so far
-    detections: int
-
+from edge.observe import FrameResult, Observer
+from edge.timing import SPANS, STAGES
+from edge.timing import FrameRecord as FrameRecord  # where it was defined before timing.py
 
 RECORD_FIELDS = tuple(f.name for f in fields(FrameRecord))
 _NUMERIC = tuple(n for n in RECORD_FIELDS if n.endswith("_ms"))
 
 
-class TelemetryWriter:
+class TelemetryWriter(Observer):
     """Streams records to JSONL or CSV (chosen by extension); flushed every second and on close.
 
     The file is written under a temporary name and renamed on close, so a reader never sees a
@@ -73,6 +54,16 @@ class TelemetryWriter:
         self._last_flush = time.monotonic()
         self._events: io.TextIOWrapper | None = None  # the CSV's sidecar, opened on first event
         self._lock = threading.Lock()  # events come from the loop, rows from its finishing thread
+
+    needs_timing = True
+
+    def on_frame(self, result: FrameResult) -> bool:
+        if result.record is not None:
+            self.write(result.record)
+        return True
+
+    def on_event(self, event: Mapping[str, object]) -> None:
+        self.write_event(event)
 
     def write_event(self, event: Mapping[str, object]) -> None:
         with self._lock:
@@ -200,17 +191,7 @@ class StageStats:
 class Collector:
     """Keeps every frame's stage times in compact arrays (flat memory on long runs) for the summary."""
 
-    COLUMNS = (
-        "wait_ms",
-        "preprocess_ms",
-        "inference_ms",
-        "postprocess_ms",
-        "render_ms",
-        "sink_ms",
-        "age_ms",
-        "latency_ms",
-        "total_ms",
-    )
+    COLUMNS = tuple(f"{name}_ms" for name in (*STAGES, *SPANS))
 
     def __init__(self) -> None:
         self._cols = {c: array("f") for c in self.COLUMNS}

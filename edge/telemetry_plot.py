@@ -9,15 +9,9 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.telemetry import read_records
+from edge.timing import STAGES
 
-STAGE_COLUMNS = (
-    "wait_ms",
-    "preprocess_ms",
-    "inference_ms",
-    "postprocess_ms",
-    "render_ms",
-    "sink_ms",
-)
+STAGE_COLUMNS = tuple(f"{name}_ms" for name in STAGES)
 
 
 def plot_telemetry(path: str | Path, out: str | Path) -> Path:

@@ -14,56 +14,19 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
 
+from edge.observe import FrameResult, Observer
 from edge.telemetry import FrameRecord
+from edge.timing import STAGES, FrameTiming
 
-STAGE_TRACKS = ("wait", "preprocess", "inference", "postprocess", "render", "sink")
+STAGE_TRACKS = STAGES  # one track per stage, in order
 _FRAME_TID = 10  # frame lanes are tids 10, 11, ...: overlapping frames need separate tracks
+FrameSpans = FrameTiming  # the name this module used before timing had its own module
 
 
-@dataclass(frozen=True)
-class FrameSpans:
-    """When each stage of one frame began and ended, in `time.perf_counter_ns()`.
-
-    `batch` is how many frames shared the inference call.
-    """
-
-    source: str
-    frame: int
-    captured_ns: int
-    wait_start_ns: int
-    prep_start_ns: int
-    prep_end_ns: int
-    inf_start_ns: int
-    inf_end_ns: int
-    post_start_ns: int
-    post_end_ns: int
-    render_end_ns: int
-    sink_end_ns: int
-    batch: int = 1
-
-    def stages(self) -> list[tuple[str, int, int]]:
-        """(stage, start_ns, end_ns) in STAGE_TRACKS order."""
-        return [
-            ("wait", self.wait_start_ns, self.prep_start_ns),
-            ("preprocess", self.prep_start_ns, self.prep_end_ns),
-            ("inference", self.inf_start_ns, self.inf_end_ns),
-            ("postprocess", self.post_start_ns, self.post_end_ns),
-            ("render", self.post_end_ns, self.render_end_ns),
-            ("sink", self.render_end_ns, self.sink_end_ns),
-        ]
-
-
-class FrameObserver(Protocol):
-    """Told about every finished frame: its telemetry record and its stage spans."""
-
-    def observe(self, record: FrameRecord, spans: FrameSpans) -> None: ...
-
-
-class TraceWriter:
+class TraceWriter(Observer):
     """Writes a Chrome trace of every observed frame to `path` (.json); a context manager."""
 
     def __init__(self, path: str | Path, origin_ns: int | None = None) -> None:
@@ -124,7 +87,14 @@ class TraceWriter:
         event = {"ph": "X", "pid": pid, "tid": tid, "name": name, "ts": self._us(start), "dur": dur}
         self._emit({**event, **extra})
 
-    def observe(self, record: FrameRecord, spans: FrameSpans) -> None:
+    needs_timing = True
+
+    def on_frame(self, result: FrameResult) -> bool:
+        if result.record is not None and result.timing is not None:
+            self.observe(result.record, result.timing)
+        return True
+
+    def observe(self, record: FrameRecord, spans: FrameTiming) -> None:
         with self._lock:
             if self._fh.closed:
                 return

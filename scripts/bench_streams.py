@@ -24,8 +24,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.contract import ModelContract
-from edge.multistream import MultiLoop
-from edge.pipeline import Loop, LoopOptions
+from edge.loop import Loop, LoopOptions
 from edge.session import ModelSession, SessionOptions
 from edge.sources import SourceOptions, open_source
 from edge.telemetry import Collector
@@ -78,7 +77,7 @@ def run_once(
     session: ModelSession, streams: int, mode: str, frames: int, live: float | None
 ) -> dict:
     opts = SourceOptions(width=640, height=480, fps=live or 30.0, realtime=live is not None)
-    options = LoopOptions(max_frames=frames)
+    options = LoopOptions(max_frames=frames, batch=mode == "batched")
     with contextlib.ExitStack() as stack:
         sources = [
             stack.enter_context(open_source("synthetic", replace(opts, synthetic_seed=i)))
@@ -88,7 +87,7 @@ def run_once(
             result = Loop(session, sources[0], [], options).run()
             collector, calls = result.collector, result.collector.frames
         else:
-            loop = MultiLoop(session, sources, [], options, batch=mode == "batched")
+            loop = Loop(session, sources, [], options)
             loop.warm_up()
             result = loop.run()
             collector, calls = result.collector, sum(result.batch_sizes.values())

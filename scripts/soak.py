@@ -2,7 +2,7 @@
 
     python scripts/soak.py [--frames 20000] [--model models/default.onnx] [--json soak.json]
 
-Frames of the synthetic scene go through `edge.pipeline.Loop` with a `ModelSession` on the CPU,
+Frames of the synthetic scene go through `edge.loop.Loop` with a `ModelSession` on the CPU,
 into the sinks of a headless `edge run --save --jsonl --telemetry` (files in a temporary folder).
 Measured:
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.pipeline import Loop, LoopOptions
+from edge.loop import Loop, LoopOptions
 from edge.session import ModelSession, SessionOptions
 from edge.sinks import JsonlDetections, Sink, VideoFile
 from edge.sources import SourceOptions, open_source
@@ -133,7 +133,7 @@ def soak(args: argparse.Namespace, work: Path) -> Report:
         if video is not None:
             sinks.insert(0, video)
         try:
-            result = Loop(session, source, sinks, options, telemetry).run()
+            result = Loop(session, source, [*sinks, telemetry], options).run()
             rss_end, fds_end = rss_bytes(), open_fds()
         finally:
             if video is not None:

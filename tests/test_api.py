@@ -177,8 +177,10 @@ def test_supervision_round_trip_for_real():
 
 
 def _readme_blocks() -> list[str]:
+    """The ```python blocks of the README's "Use it from Python" section."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    section = text.split("\n## Use it from Python\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
 BLOCKS = _readme_blocks()
@@ -186,7 +188,7 @@ BLOCKS = _readme_blocks()
 
 @pytest.mark.parametrize("upto", range(len(BLOCKS)), ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_readme_python_examples_run(tmp_path, upto):
-    """Each ```python block of the README runs, after the blocks before it, in a fresh process
+    """Each ```python block of "Use it from Python" runs, after the blocks before it, in a fresh process
     (in a folder whose photo.jpg is a frame of the synthetic scene)."""
     image, _ = _scene_frame()
     cv2.imwrite(str(tmp_path / "photo.jpg"), image)

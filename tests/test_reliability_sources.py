@@ -18,9 +18,8 @@ import cv2
 import pytest
 from stream_server import MjpegServer
 
-from edge import sources
 from edge.errors import SourceError
-from edge.sources import SourceOptions, open_source
+from edge.sources import SourceOptions, capture, open_source
 from edge.synthetic import SyntheticScene
 from edge.telemetry import read_events, read_records
 
@@ -32,10 +31,10 @@ FAST = SourceOptions(reconnect_attempts=20, reconnect_backoff=(0.1, 0.3))
 # --- a live stream ------------------------------------------------------------------------------
 
 
-def _take(src, n: int, timeout: float = 20.0) -> int:
-    """Read n frames from src (or fewer if it ends or the time runs out)."""
+def _take(src, n: int, timeout: float = 20.0, stalled=None) -> int:
+    """Read n frames from src (or fewer if it ends, `stalled()` says stop, or the time runs out)."""
     got, deadline = 0, time.monotonic() + timeout
-    for _ in src:
+    for _ in src.frames(stalled):
         got += 1
         if got >= n or time.monotonic() > deadline:
             break
@@ -72,7 +71,7 @@ def test_stream_reconnects_after_the_server_restarts():
 def test_a_stalled_stream_times_out_instead_of_blocking(monkeypatch):
     # The server keeps the connection open and sends nothing: without a read timeout cv2.read
     # blocks for 30 s. With it the source notices, reconnects, and recovers when data flows again.
-    monkeypatch.setattr(sources, "STREAM_TIMEOUT_MS", 800)
+    monkeypatch.setattr(capture, "STREAM_TIMEOUT_MS", 800)
     with MjpegServer() as server, open_source(server.url, FAST) as src:
         assert _take(src, 5) == 5
         server.pause()
@@ -94,8 +93,7 @@ def test_a_consumer_stops_waiting_during_an_outage():
         assert _take(src, 3) == 3
         server.stop()
         stop_at = time.monotonic() + 0.5
-        src.on_stall = lambda: time.monotonic() > stop_at
-        rest = _take(src, 1000)
+        rest = _take(src, 1000, stalled=lambda: time.monotonic() > stop_at)
         ended = time.monotonic()
     assert ended - stop_at < 1.0 and rest < 30
     assert [e.kind for e in src.stats.events] == ["lost"]
@@ -318,3 +316,47 @@ def test_edge_run_reports_skipped_frames(tmp_path, tiny_model, kind):
     skipped = int(r.stdout.split("skipped: ")[1].split()[0])
     frames = int(r.stdout.split("frames: ")[1].split()[0])
     assert skipped >= 1 and (frames + skipped == 60 if kind == "video" else frames == 3)
+
+
+def test_a_source_lost_for_good_ends_the_run_with_exit_code_3(tmp_path, tiny_model):
+    server, port = _start_server()
+    tele = tmp_path / "t.jsonl"
+    try:
+        run = _edge_run("--source", f"http://127.0.0.1:{port}/stream.mjpg", "--model",
+                        str(tiny_model), "--telemetry", str(tele), "--reconnect", "1")  # fmt: skip
+        _wait_for_rows(tele)
+    finally:
+        server.kill()  # and it never comes back
+        server.wait()
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 3, (stdout, stderr)
+    assert "stopped by source lost" in stdout and "gave up after 1 attempt(s)" in stdout
+    assert "lost for good" in stderr and "Traceback" not in stderr
+    assert [e["event"] for e in read_events(tele)] == ["lost", "gave_up"]
+    assert not list(tmp_path.glob(".*partial*"))  # files finished as on any other end
+
+
+def test_two_streams_one_lost_for_good_the_other_runs_on(tmp_path, tiny_model):
+    server, port = _start_server()
+    url = f"http://127.0.0.1:{port}/stream.mjpg"
+    tele = tmp_path / "t.jsonl"
+    try:
+        run = _edge_run("--source", url, "--source", "synthetic", "--realtime", "--width", "160",
+                        "--height", "120", "--model", str(tiny_model), "--telemetry", str(tele),
+                        "--reconnect", "1", "--duration", "8")  # fmt: skip
+        _wait_for_rows(tele)
+    finally:
+        server.kill()
+        server.wait()
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 3, (stdout, stderr)
+    assert "stopped by duration" in stdout
+    assert f"stream stream {url} outage 1: from" in stdout and "gave up after 1" in stdout
+    events = read_events(tele)
+    assert [(e["event"], e["source"]) for e in events] == [
+        ("lost", f"stream {url}"),
+        ("gave_up", f"stream {url}"),
+    ]
+    rows = read_records(tele)
+    later = [r for r in rows if r["source"] == "synthetic" and r["t_ms"] > events[1]["t_ms"]]
+    assert len(later) > 10  # the other stream ran on after the first was lost

@@ -21,7 +21,7 @@ import pytest
 from test_cli_run import ENV
 
 from edge.errors import EdgeError
-from edge.pipeline import Loop, LoopOptions
+from edge.loop import Loop, LoopOptions
 from edge.serve import BOUNDARY, LiveServer, parse_address
 from edge.session import ModelSession
 from edge.sources import SourceOptions, open_source
@@ -102,7 +102,7 @@ def running(tmp_path, tiny_model):
     stop = threading.Event()
     src_opts = SourceOptions(width=160, height=120, fps=30, realtime=True)
     with open_source("synthetic", src_opts) as source, LiveServer(port=0, title="t") as server:
-        loop = Loop(session, source, [server], LoopOptions(), None, stop, [server])
+        loop = Loop(session, source, [server], LoopOptions(), stop)
         result: dict = {}
         thread = threading.Thread(target=lambda: result.update(r=loop.run()), daemon=True)
         thread.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -17,11 +18,15 @@ from edge.cli.argtypes import fraction, imgsz, non_negative_float, positive_floa
 from edge.errors import EdgeError, ModelError
 
 if TYPE_CHECKING:
+    from edge.loop import Loop, LoopResult
+    from edge.session import ModelSession
+    from edge.sources import SourceOptions
     from edge.tracking import IdentityScore
 
 log = logging.getLogger("edge")
 
 DEMO_FRAMES = 300  # `edge run` alone stops after this many synthetic frames
+EXIT_SOURCE_LOST = 3  # a live source was lost for good (gave up reconnecting)
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -44,22 +49,6 @@ def _source_specs(args: argparse.Namespace) -> list[str]:
         if not specs:
             raise ValueError(f"--sources {args.sources}: no sources in the file")
     return specs or ["synthetic"]
-
-
-def _observers(args: argparse.Namespace, stack: contextlib.ExitStack, title: str) -> list:
-    """The trace writer and the web server asked for, opened in `stack`."""
-    observers: list = []
-    if args.trace:
-        from edge.trace import TraceWriter
-
-        observers.append(stack.enter_context(TraceWriter(args.trace)))
-    if args.serve:
-        from edge.serve import LiveServer
-
-        server = stack.enter_context(LiveServer(*args.serve, title=title))
-        log.info("serving %s", server.url)
-        observers.append(server)
-    return observers
 
 
 def has_display() -> bool:
@@ -196,13 +185,12 @@ def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None
 
 
 def main(args: argparse.Namespace) -> int:
-    from edge.pipeline import Loop, LoopOptions
+    from edge.loop import Loop, LoopOptions, stream_ids
     from edge.postprocess import PostprocessOptions
     from edge.progress import terminal_progress
     from edge.session import ModelSession, SessionOptions
-    from edge.sinks import Display, JsonlDetections, Sink, VideoFile
-    from edge.sources import SourceOptions, open_source
-    from edge.telemetry import TelemetryWriter, describe_outages, format_summary
+    from edge.sources import SourceOptions
+    from edge.telemetry import format_summary
     from edge.tracking import TrackerOptions
 
     if args.threads < 0:
@@ -241,6 +229,8 @@ def main(args: argparse.Namespace) -> int:
         post=post,
         overlay=not args.no_overlay,
         track=TrackerOptions() if args.track else None,
+        batch=not args.no_batch,
+        batch_wait_ms=args.batch_wait_ms,
     )
     src_opts = SourceOptions(
         width=args.width,
@@ -259,64 +249,158 @@ def main(args: argparse.Namespace) -> int:
             )
     warm = session.warm_up(imgsz)
     show = has_display() if args.show is None else args.show
-    if len(specs) > 1:
-        from edge.cli.run_many import run_many
-
-        return run_many(args, specs, session, options, src_opts, show, stop)
     with contextlib.ExitStack() as stack:
-        observers = _observers(args, stack, f"edge: {specs[0]}")
-        source = stack.enter_context(open_source(specs[0], src_opts))
-        sinks = []
-        if args.save:
-            sinks.append(stack.enter_context(VideoFile(args.save, source.fps)))
-        if args.jsonl:
-            sinks.append(stack.enter_context(JsonlDetections(args.jsonl, names)))
-        if show:
-            sinks.append(stack.enter_context(Display(f"edge: {specs[0]}")))
-        telemetry = stack.enter_context(TelemetryWriter(args.telemetry)) if args.telemetry else None
+        sources = _open_sources(specs, src_opts, stack)
+        ids = stream_ids([s.name for s in sources])
+        observers = _outputs(args, stack, sources, ids, names, show)
+        if len(sources) == 1:  # frames done/total, FPS, ETA on a terminal
+            progress = terminal_progress(sources[0], specs[0], max_frames, args.quiet)
+            observers += [stack.enter_context(progress)] if progress else []
+        loop = Loop(session, sources, observers, options, stop, ids=ids)
+        loop.warm_up()
         if not args.quiet:
-            print(
-                f"source: {source.name} ({'live' if source.live else 'in order'}), warm-up {warm * 1000:.0f} ms; "
-                + ("q in the window or " if show else "")
-                + "Ctrl-C stops"
-            )
-        progress = terminal_progress(source, specs[0], max_frames, args.quiet)
-        if progress is not None:
-            observers.append(stack.enter_context(progress))
-        sinks += [o for o in observers if isinstance(o, Sink)]
-        result = Loop(session, source, sinks, options, telemetry, stop, observers).run()
-        stats = source.stats
-    header = {
-        "model": session.describe(),
-        "source": f"{source.name}, stopped by {result.stopped_by}",
-    }
+            print(_describe_start(loop, warm, show))
+        result = loop.run()
+    header = _summary_header(args, session, result)
     if post.nonfinite.rows:
         header["dropped"] = (
             f"{post.nonfinite.rows} output rows with NaN or infinite values "
             f"({post.nonfinite.frames} frames), neither drawn nor written"
         )
-    if session.fell_back:
-        header["WARNING"] = f"asked for {args.device}, ran on the CPU"
-    if stats.reconnects or stats.events:
-        header["source events"] = f"{stats.reconnects} reconnects, " + ", ".join(
-            e.kind for e in stats.events
-        )
-    for i, line in enumerate(describe_outages(result.events), start=1):
-        header[f"outage {i}"] = line
-    if stats.bad:
-        header["skipped"] = f"{stats.bad} unreadable frame(s) or image(s) (see the warnings above)"
-    if result.score is not None:
-        s = result.score
-        header["accuracy"] = (
-            f"precision {s.precision:.3f} recall {s.recall:.3f} (IoU 0.5, {s.frames} frames)"
-        )
-    if result.identity is not None:
-        header["tracking"] = describe_identity(result.identity)
     print(format_summary(result.collector, header))
-    for path in (args.save, args.jsonl, args.telemetry, args.trace):
+    written = [_per_stream(args.save, i, len(ids)) for i in range(len(ids))] if args.save else []
+    for path in (*written, args.jsonl, args.telemetry, args.trace):
         if path:
             print(f"wrote {path}")
+    if result.lost:
+        log.error("lost for good (gave up reconnecting): %s", ", ".join(result.lost))
+        return EXIT_SOURCE_LOST
     return 0
+
+
+def _open_sources(specs: list[str], options: SourceOptions, stack: contextlib.ExitStack) -> list:
+    from edge.sources import open_source
+
+    sources = []
+    for i, spec in enumerate(specs):
+        # Repeated synthetic sources get different scenes.
+        opts = dataclasses.replace(options, synthetic_seed=options.synthetic_seed + i)
+        sources.append(stack.enter_context(open_source(spec, opts)))
+    return sources
+
+
+def _per_stream(path: Path, index: int, streams: int) -> Path:
+    from edge.observe import per_stream_path
+
+    return path if streams == 1 else per_stream_path(path, index)
+
+
+def _outputs(
+    args: argparse.Namespace,
+    stack: contextlib.ExitStack,
+    sources: list,
+    ids: list[str],
+    names: tuple[str, ...],
+    show: bool,
+) -> list:
+    """Every output asked for, opened in `stack`: one JSONL, telemetry file, trace and web page
+    hold every stream (each row names its source); videos and windows are one per stream."""
+    from edge.observe import PerStream
+    from edge.sinks import Display, JsonlDetections, VideoFile
+    from edge.telemetry import TelemetryWriter
+
+    n = len(ids)
+    outputs: list = []
+    if args.save:
+        outputs.append(
+            PerStream(
+                {
+                    sid: stack.enter_context(VideoFile(_per_stream(args.save, i, n), src.fps))
+                    for i, (sid, src) in enumerate(zip(ids, sources, strict=True))
+                }
+            )
+        )
+    if args.jsonl:
+        outputs.append(stack.enter_context(JsonlDetections(args.jsonl, names)))
+    if show:
+        outputs.append(
+            PerStream({sid: stack.enter_context(Display(f"edge: {sid}")) for sid in ids})
+        )
+    if args.telemetry:
+        outputs.append(stack.enter_context(TelemetryWriter(args.telemetry)))
+    if args.trace:
+        from edge.trace import TraceWriter
+
+        outputs.append(stack.enter_context(TraceWriter(args.trace)))
+    if args.serve:
+        from edge.serve import LiveServer
+
+        title = f"edge: {ids[0]}" if n == 1 else f"edge: {n} streams"
+        server = stack.enter_context(LiveServer(*args.serve, title=title))
+        log.info("serving %s", server.url)
+        outputs.append(server)
+    return outputs
+
+
+def _describe_start(loop: Loop, warm: float, show: bool) -> str:
+    stop = ("q in the window or " if show else "") + "Ctrl-C stops"
+    if len(loop.sources) == 1:
+        source = loop.sources[0]
+        kind = "live" if source.live else "in order"
+        return f"source: {source.name} ({kind}), warm-up {warm * 1000:.0f} ms; {stop}"
+    mode = (
+        f"batched (up to {loop.most} frames a call, wait <= {loop.options.batch_wait_ms:g} ms)"
+        if loop.batched
+        else "one frame a call"
+    )
+    return f"{len(loop.sources)} streams: {', '.join(loop.ids)}; inference {mode}; {stop}"
+
+
+def _summary_header(
+    args: argparse.Namespace, session: ModelSession, result: LoopResult
+) -> dict[str, str]:
+    from edge.telemetry import describe_outages
+
+    streams = result.streams
+    several = len(streams) > 1
+    what = f"{len(streams)} streams" if several else next(iter(streams.values())).source.name
+    header = {
+        "model": session.describe(),
+        "sources" if several else "source": f"{what}, stopped by {result.stopped_by}",
+    }
+    if several:
+        header["inference calls"] = ", ".join(
+            f"{n} x batch {size}" for size, n in sorted(result.batch_sizes.items())
+        )
+    if session.fell_back:
+        header["WARNING"] = f"asked for {args.device}, ran on the CPU"
+    for sid, s in streams.items():
+        at = f"stream {sid} " if several else ""
+        if several:
+            lat = s.collector.stats("latency_ms")
+            header[f"stream {sid}"] = (
+                f"{s.collector.frames} frames, {s.collector.throughput:.1f} FPS, latency p50 "
+                f"{lat.p50:.1f} p95 {lat.p95:.1f} ms, dropped {s.source.stats.dropped}"
+            )
+        stats = s.source.stats
+        if stats.reconnects or stats.events:
+            header[f"{at}source events"] = f"{stats.reconnects} reconnects, " + ", ".join(
+                e.kind for e in stats.events
+            )
+        for i, line in enumerate(describe_outages(s.events), start=1):
+            header[f"{at}outage {i}"] = line
+        if stats.bad:
+            header[f"{at}skipped"] = (
+                f"{stats.bad} unreadable frame(s) or image(s) (see the warnings above)"
+            )
+        if s.score is not None:
+            header[f"{at}accuracy"] = (
+                f"precision {s.score.precision:.3f} recall {s.score.recall:.3f} "
+                f"(IoU 0.5, {s.score.frames} frames)"
+            )
+        if s.identity is not None:
+            header[f"{at}tracking"] = describe_identity(s.identity)
+    return header
 
 
 def describe_identity(score: IdentityScore) -> str:

@@ -16,9 +16,13 @@ from pathlib import Path
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
 
+# The one suffix list and image listing, re-exported for the format readers.
+from edge.labels import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from edge.labels import is_image as is_image
+from edge.labels import list_images as list_images
+
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 # A box may overshoot the image by this many pixels (rounding in the annotation tool) and is then
 # clipped; one further outside is an error.
@@ -49,15 +53,6 @@ class Problems:
     def summarise(self, root: Path) -> None:
         if self.messages:
             logger.warning("%d problem(s) skipped in %s", len(self.messages), root)
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder`, sorted by name so every listing is reproducible."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
 
 
 def _normal(path: Path) -> Path:

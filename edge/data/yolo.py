@@ -27,6 +27,7 @@ from edge.data.common import (
 )
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
+from edge.labels import label_path, parse_label_line
 
 logger = logging.getLogger(__name__)
 
@@ -199,16 +200,6 @@ def _names_from_file(folder: Path) -> tuple[str, ...] | None:
 # --- labels -------------------------------------------------------------------------------------
 
 
-def label_path(image: Path) -> Path:
-    """`.../images/<rest>.jpg` -> `.../labels/<rest>.txt` (the last `images` folder is replaced)."""
-    parts = list(image.parts)
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
-
-
 def _read_samples(
     images: Sequence[Path], num_classes: int | None, problems: Problems
 ) -> list[Sample]:
@@ -250,26 +241,16 @@ def _read_labels(
 def parse_line(
     line: str, width: int, height: int, num_classes: int | None, where: str
 ) -> tuple[int, tuple[float, float, float, float]]:
-    """One label line -> (class id, pixel xyxy box), checked against the image and class count."""
+    """One label line -> (class id, pixel xyxy box), checked against the image and class count.
+
+    The line's syntax is read by `edge.labels.parse_label_line`, the parser `edge run` uses too.
+    """
     try:
-        values = [float(t) for t in line.split()]
-    except ValueError:
-        raise DataError(f"{where}: malformed label line {line.strip()!r}") from None
-    if len(values) == 5:
-        _, cx, cy, w, h = values
-        box = (
-            (cx - w / 2) * width,
-            (cy - h / 2) * height,
-            (cx + w / 2) * width,
-            (cy + h / 2) * height,
-        )
-    elif len(values) >= 7 and len(values) % 2 == 1:  # polygon: its bounding box
-        xs, ys = values[1::2], values[2::2]
-        box = (min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height)
-    else:
-        raise DataError(
-            f"{where}: malformed label line {line.strip()!r} (expected 'class cx cy w h')"
-        )
+        first, xyxy = parse_label_line(line, width, height)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    box = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
+    values = [first]
     if not values[0].is_integer():
         raise DataError(f"{where}: class id {line.split()[0]!r} is not an integer")
     class_id = int(values[0])

@@ -1,0 +1,437 @@
+"""The detection loop for one or many sources: read -> preprocess -> infer -> finish, every stage timed.
+
+Inference runs in the calling thread. Frames come in through a feed (edge/feed.py): reader
+threads that prepare the next frames while the model runs, or reading inline just before
+inference. With several streams and a model whose batch dimension is dynamic, one frame of each
+stream is run in one call (waiting at most `batch_wait_ms` for the others). A finishing thread
+(or the calling thread, without overlap) post-processes, tracks, runs the processors, draws and
+hands each `FrameResult` to the observers, with its own stream's state (tracker, rolling FPS,
+live accuracy, overlay). Queues are short and bounded: memory stays flat and a slow observer slows
+the loop instead of piling up frames. One source is simply N = 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.accuracy import LiveScore
+from edge.annotate import draw
+from edge.feed import InlineFeed, Prepared, StreamReader, ThreadedFeed
+from edge.loop_state import (
+    LoopResult,
+    StreamState,
+    batch_capacity,
+    event_row,
+    stream_ids,
+)
+from edge.observe import FrameResult, Observer, Processor
+from edge.postprocess import PostprocessOptions, postprocess
+from edge.preprocess import prepare
+from edge.session import ModelSession
+from edge.sources import Source
+from edge.telemetry import Collector, FrameRecord
+from edge.timing import FrameTiming
+from edge.tracking import IdentityScore, Tracker, TrackerOptions
+
+log = logging.getLogger(__name__)
+
+_END = object()  # queue sentinel
+# With `overlap` None the first frames run serially, timed, to decide whether threads pay.
+PROBE_FRAMES = 24
+# On a machine whose cores ONNX Runtime already fills, a reader or finishing thread takes cores
+# from inference: overlap pays only when the work it hides is at least this share of inference.
+CONTENDED_SHARE = 0.5
+
+__all__ = ["Loop", "LoopOptions", "LoopResult", "StreamState", "batch_capacity", "stream_ids"]
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """When to stop, what to draw and how to run. `max_frames` (per stream)/`duration` of None:
+    no limit.
+
+    `overlap` runs reading/pre-processing and finishing in threads beside inference; None
+    decides from the machine's cores and the first frames' stage times (see `Loop.run`). `batch`
+    lets several streams share one inference call when the model's batch dimension is dynamic;
+    `batch_wait_ms` bounds how long a frame waits for the other streams' frames.
+    """
+
+    max_frames: int | None = None
+    duration: float | None = None
+    imgsz: tuple[int, int] | None = None
+    post: PostprocessOptions = field(default_factory=PostprocessOptions)
+    overlay: bool = True
+    overlap: bool | None = None
+    track: TrackerOptions | None = None  # give objects stable ids across frames
+    batch: bool = True
+    batch_wait_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"--max-frames must be at least 1, got {self.max_frames}")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError(f"--duration must be positive seconds, got {self.duration}")
+        if self.imgsz is not None and (len(self.imgsz) != 2 or min(self.imgsz) < 1):
+            raise ValueError(f"--imgsz must be positive, got {self.imgsz}")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"--batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
+
+
+@dataclass
+class _Inferred:
+    item: Prepared
+    outputs: list[np.ndarray]
+    inf_start: int
+    inf_end: int
+    batch_index: int = 0  # this frame's row in batched outputs
+    batch: int = 1
+
+
+@dataclass
+class _Workers:
+    """Threads whose exceptions are handed to the loop instead of being lost."""
+
+    threads: list[threading.Thread] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def spawn(self, name: str, target: object) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()  # type: ignore[operator]
+            except BaseException as exc:
+                self.errors.append(exc)
+
+        t = threading.Thread(target=run, name=name, daemon=True)
+        self.threads.append(t)
+        t.start()
+        return t
+
+    def raise_first(self) -> None:
+        if self.errors:
+            raise self.errors[0]
+
+
+class Loop:
+    """Runs one model over one or more sources into observers; see the module docstring.
+
+    `sources` is one Source or a sequence of them. `observers` receive every finished frame (see
+    edge/observe.py); `processors` run on each frame before drawing, in order. `stop` (a
+    threading.Event) ends the loop after the frames in flight: set it from a signal handler and
+    every observer still closes properly. The loop never changes the sources it is given.
+    """
+
+    def __init__(
+        self,
+        session: ModelSession,
+        sources: Source | Sequence[Source],
+        observers: Sequence[Observer] = (),
+        options: LoopOptions | None = None,
+        stop: threading.Event | None = None,
+        processors: Sequence[Processor] = (),
+        ids: Sequence[str] | None = None,
+    ) -> None:
+        sources = [sources] if isinstance(sources, Source) else list(sources)
+        if not sources:
+            raise ValueError("Loop needs at least one source")
+        self.session, self.sources = session, sources
+        self.observers = list(observers)
+        self.processors = list(processors)
+        self.options = o = options or LoopOptions()
+        self.stop = stop or threading.Event()
+        self.ids = list(ids or stream_ids([s.name for s in sources]))
+        if len(self.ids) != len(sources) or len(set(self.ids)) != len(self.ids):
+            raise ValueError(f"stream ids must be unique, one per source, got {self.ids}")
+        self.imgsz = session.input_size(o.imgsz)
+        self.capacity = batch_capacity(session)
+        self.batched = o.batch and self.capacity != 1 and len(sources) > 1
+        self.most = (self.capacity or len(sources)) if self.batched else 1
+        self.streams = {
+            sid: StreamState(sid, src, tracker=Tracker(o.track) if o.track else None)
+            for sid, src in zip(self.ids, sources, strict=True)
+        }
+        self.overlap = bool(o.overlap)  # what the run uses; an automatic choice updates it
+        self._halt = threading.Event()  # tells waiting readers the run is over
+        self._runner: int | None = None  # the thread running the loop
+        self._untimed = [ob for ob in self.observers if not ob.needs_timing]
+        self._timed = [ob for ob in self.observers if ob.needs_timing]
+        self._collector = Collector()
+        self._batches: Counter = Counter()
+        self._observer_stop = threading.Event()
+        self._events_lock = threading.Lock()
+        self._t0: int | None = None
+        self._started_ns = time.perf_counter_ns()
+        self._deadline: int | None = None
+
+    def warm_up(self) -> None:
+        """Run a full batch of zeros once, so the first timed batch pays no shape set-up."""
+        if not self.batched:
+            return
+        n = self.capacity or len(self.sources)
+        h, w = self.imgsz
+        shape = (n, 3, h, w) if self.session.contract.layout == "NCHW" else (n, h, w, 3)
+        self.session.run(np.zeros(shape, np.float32))
+
+    # --- frames in ------------------------------------------------------------------------------
+
+    def _prepare(self, image: np.ndarray) -> tuple:
+        return prepare(image, self.session.contract, self.imgsz)
+
+    def _late(self) -> bool:
+        return self._deadline is not None and time.perf_counter_ns() >= self._deadline
+
+    def _stalled(self) -> bool:
+        """Asked by a live source while it waits out an outage: True tells it to stop waiting."""
+        if threading.get_ident() == self._runner:  # the loop itself waits: report the outage now
+            self._source_events()
+        return self.stop.is_set() or self._halt.is_set() or self._late()
+
+    def _readers(self) -> list[StreamReader]:
+        return [
+            StreamReader(i, sid, src, self._prepare, self.options.max_frames, self._stalled)
+            for i, (sid, src) in enumerate(zip(self.ids, self.sources, strict=True))
+        ]
+
+    def _threaded(self) -> bool:
+        """Reader threads pay for files (the next frame is prepared during inference) and for
+        several streams; one live source is read just before inference (a prefetched live frame
+        would only be older)."""
+        return self.overlap and (len(self.sources) > 1 or not self.sources[0].live)
+
+    def _choose_overlap(self) -> bool:
+        """After the probe frames (run serially): do threads pay on this machine for this work?"""
+        c = self._collector
+        inference = c.stats("inference_ms").p50
+        finishing = sum(c.stats(f"{s}_ms").p50 for s in ("postprocess", "render", "sink"))
+        reading = 0.0 if all(s.live for s in self.sources) else c.stats("wait_ms").p50
+        hidden = finishing + reading + c.stats("preprocess_ms").p50
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ort = self.session.options.threads or cores or 1
+        contended = self.session.device.startswith("cpu") and (cores or 1) <= ort
+        share = CONTENDED_SHARE if contended else 0.05
+        choice = hidden >= share * inference
+        log.debug(
+            "overlap %s: %.1f ms could be hidden behind %.1f ms inference on %s cores (ORT %s)",
+            "on" if choice else "off",
+            hidden,
+            inference,
+            cores,
+            ort,
+        )
+        return choice
+
+    # --- inference: the calling thread ----------------------------------------------------------
+
+    def _infer(self, items: list[Prepared]) -> list[_Inferred]:
+        if not self.batched:
+            done = []
+            for item in items:
+                start = time.perf_counter_ns()
+                outputs = self.session.run(item.tensor)
+                done.append(_Inferred(item, outputs, start, time.perf_counter_ns()))
+            self._batches[1] += len(items)
+            return done
+        batch = np.concatenate([item.tensor for item in items], axis=0)
+        if self.capacity is not None and len(items) < self.capacity:  # a fixed batch size: pad
+            pad = np.zeros((self.capacity - len(items), *batch.shape[1:]), batch.dtype)
+            batch = np.concatenate([batch, pad], axis=0)
+        start = time.perf_counter_ns()
+        outputs = self.session.run(batch)
+        end = time.perf_counter_ns()
+        self._batches[len(items)] += 1
+        return [_Inferred(it, outputs, start, end, k, len(items)) for k, it in enumerate(items)]
+
+    # --- finishing: post-process, track, process, draw, observe ---------------------------------
+
+    def _finish(self, done: _Inferred) -> bool:
+        o, contract = self.options, self.session.contract
+        item, frame = done.item, done.item.frame
+        state = self.streams[self.ids[item.stream]]
+        t_post = time.perf_counter_ns()
+        dets = postprocess(done.outputs, contract, item.letterbox, o.post, done.batch_index)
+        if state.tracker is not None:
+            dets = state.tracker.update(dets)
+        result = FrameResult(state.id, frame, dets)
+        for processor in self.processors:
+            processor.process(result)
+        post_end = time.perf_counter_ns()
+        if frame.truth is not None:
+            state.score = state.score or LiveScore()
+            state.score.add(dets, frame.truth)
+            if state.tracker is not None:
+                state.identity = state.identity or IdentityScore()
+                state.identity.add(dets, frame.truth)
+        if result.events:
+            self._publish_events(state.id, frame.index, result.events)
+        if any(ob.needs_image for ob in self.observers):  # asked per frame: a page may not want it
+            lines = self._overlay(state, done.batch) if o.overlay else ()
+            image = draw(frame.image, dets, contract.names, lines)
+            for overlay in result.overlay:
+                overlay(image)
+            result.image = image
+        render_end = time.perf_counter_ns()
+        keep_going = all([ob.on_frame(result) is not False for ob in self._untimed])
+        end = time.perf_counter_ns()
+        self._t0 = frame.captured_ns if self._t0 is None else self._t0
+        result.timing = FrameTiming(
+            state.id,
+            frame.index,
+            frame.captured_ns,
+            item.wait_start_ns,
+            item.prep_start_ns,
+            item.prep_end_ns,
+            done.inf_start,
+            done.inf_end,
+            t_post,
+            post_end,
+            render_end,
+            end,
+            done.batch,
+        )
+        result.record = FrameRecord.of(
+            result.timing, self._t0, state.source.stats.dropped, len(dets)
+        )
+        self._collector.add(result.record)
+        state.collector.add(result.record)
+        state.rolling.add(end, result.record.latency_ms)
+        return all([ob.on_frame(result) is not False for ob in self._timed]) and keep_going
+
+    def _finisher(self, inbox: queue.Queue) -> None:
+        while (done := inbox.get()) is not _END:
+            if not self._finish(done):
+                self._observer_stop.set()
+
+    def _overlay(self, state: StreamState, batch: int) -> list[str]:
+        r = state.rolling
+        head = f"{r.fps:5.1f} FPS  {r.latency_ms:5.1f} ms  {self.session.device}"
+        if len(self.sources) > 1:
+            head = f"{state.id}  {head}  batch {batch}"
+        lines = [head]
+        if state.source.stats.dropped:
+            lines.append(f"dropped {state.source.stats.dropped}")
+        if state.score is not None and state.score.frames:
+            lines.append(f"P {state.score.precision:.2f}  R {state.score.recall:.2f}")
+        return lines
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def _source_events(self) -> None:
+        """New source events (outages) as rows: to the observers and the stream's state."""
+        with self._events_lock:
+            t0 = self._t0 if self._t0 is not None else self._started_ns
+            for state in self.streams.values():
+                for event in state.source.stats.events[len(state.events) :]:
+                    state.events.append(event_row(event, t0, state.id))
+                    for ob in self.observers:
+                        ob.on_event(state.events[-1])
+
+    def _publish_events(self, sid: str, index: int, events: list[dict[str, object]]) -> None:
+        with self._events_lock:
+            for event in events:
+                row = {"source": sid, "frame": index, **event}
+                for ob in self.observers:
+                    ob.on_event(row)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> LoopResult:
+        """Run until the sources end, a limit is reached, `stop` is set or an observer says stop.
+
+        With `options.overlap` None and one source the first PROBE_FRAMES frames run serially;
+        their stage times then decide (`_choose_overlap`) whether reader and finishing threads
+        join for the rest of the run: on a machine whose cores ONNX Runtime fills, threads that
+        hide little only slow inference down.
+        """
+        o = self.options
+        self._runner = threading.get_ident()
+        now = time.perf_counter_ns()
+        self._deadline = None if o.duration is None else now + int(o.duration * 1e9)
+        self._collector = Collector()
+        # Several streams always get reader threads: one stream's wait must not hold up the others.
+        auto = o.overlap is None and len(self.sources) == 1
+        probe = PROBE_FRAMES if auto else 0
+        self.overlap = bool(o.overlap) or (o.overlap is None and not auto)
+        readers = self._readers()
+        feed: InlineFeed | ThreadedFeed = InlineFeed(readers)
+        workers = _Workers()
+        finish_q: queue.Queue | None = None
+        threads: list[threading.Thread] = []
+
+        def go_parallel() -> None:
+            nonlocal feed, finish_q
+            if self._threaded():
+                feed = ThreadedFeed(readers)
+                threads.extend(feed.start())
+            finish_q = queue.Queue(maxsize=2 * len(self.sources))
+            workers.spawn("finish", lambda: self._finisher(finish_q))
+
+        if self.overlap:
+            go_parallel()
+        stopped_by, turn = "end", 0
+        try:
+            while True:
+                taken = feed.take(self.most, o.batch_wait_ms / 1000, turn)
+                if taken is None:
+                    stopped_by = "max_frames" if all(r.hit_limit for r in readers) else "end"
+                    break
+                if taken:
+                    turn = (taken[-1].stream + 1) % len(self.sources)
+                    for done in self._infer(taken):
+                        if finish_q is not None:
+                            self._put(finish_q, done, workers)
+                        elif not self._finish(done):
+                            self._observer_stop.set()
+                    probe -= len(taken)
+                    if probe <= 0 < probe + len(taken) and self._choose_overlap():
+                        self.overlap = True
+                        go_parallel()
+                if self._observer_stop.is_set():
+                    stopped_by = "sink"
+                elif self.stop.is_set():
+                    stopped_by = "signal"
+                elif self._late():
+                    stopped_by = "duration"
+                self._source_events()
+                workers.raise_first()
+                if stopped_by != "end":
+                    break
+            if stopped_by == "end":  # or a stalled live source was told to stop waiting
+                if self.stop.is_set():
+                    stopped_by = "signal"
+                elif self._late():
+                    stopped_by = "duration"
+        finally:
+            self._halt.set()
+            feed.halt()
+            # A finisher that died on an error leaves its queue full: a plain put() would hang.
+            while finish_q is not None and workers.threads[-1].is_alive():
+                with contextlib.suppress(queue.Full):
+                    finish_q.put(_END, timeout=0.1)
+                    break
+            for t in (*threads, *workers.threads):
+                t.join(timeout=30)
+            self._source_events()
+        workers.raise_first()
+        if isinstance(feed, ThreadedFeed) and feed.errors:
+            raise feed.errors[0]
+        if stopped_by == "end" and any(s.source.gave_up for s in self.streams.values()):
+            stopped_by = "source lost"
+        self._collector.dropped = sum(s.source.stats.dropped for s in self.streams.values())
+        return LoopResult(self._collector, self.streams, stopped_by, self._batches)
+
+    def _put(self, q: queue.Queue, item: object, workers: _Workers) -> None:
+        while True:
+            try:
+                q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                workers.raise_first()

@@ -1,0 +1,124 @@
+"""What every source is: options, stats and events, the `Source` protocol, and in-order reading."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.types import Detections, Frame
+
+# A function returning the next (image, truth) or None at the end.
+Reader = Callable[[], "tuple[np.ndarray, Detections | None] | None"]
+# Asked by a live source every ~0.25 s while no frame arrives; True ends its iteration (the
+# consumer's Ctrl-C or deadline must not wait for a reconnect to finish).
+Stalled = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What users ask of a source: size/FPS requests for cameras, pacing and reconnects."""
+
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    realtime: bool = False  # pace files at native FPS and drop like a live source
+    reconnect_attempts: int = 10  # per outage; 0 disables reconnecting
+    reconnect_backoff: tuple[float, float] = (0.5, 8.0)  # first and longest wait, seconds
+    synthetic_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"--{name} must be positive, got {v}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"--fps must be positive, got {self.fps}")
+        if self.reconnect_attempts < 0:
+            raise ValueError(f"--reconnect must be >= 0, got {self.reconnect_attempts}")
+
+
+@dataclass
+class SourceEvent:
+    """Something that happened to a source: an outage, a reconnect, a skipped bad frame."""
+
+    kind: str  # "lost", "reconnected", "gave_up", "bad_frame"
+    at_ns: int
+    detail: str = ""
+    since_ns: int | None = None  # outage start: the last frame read before it was lost
+    attempts: int = 0  # reconnect attempts made in this outage
+    frames_lost: int | None = None  # estimate: outage length x the read rate before it
+
+
+@dataclass
+class SourceStats:
+    read: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    bad: int = 0
+    reconnects: int = 0
+    events: list[SourceEvent] = field(default_factory=list)
+
+
+class Source:
+    """Base class: iterate for frames; use as a context manager so threads and devices are released.
+
+    `frames(stalled)` is the iteration; the consumer passes what a live source should ask while it
+    waits (`iter(source)` never gives up waiting). Sources are not changed by their consumers.
+    """
+
+    name: str = "source"
+    live: bool = False
+    fps: float | None = None
+
+    def __init__(self) -> None:
+        self.stats = SourceStats()
+
+    def frames(self, stalled: Stalled | None = None) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def close(self) -> None:
+        """Release the device/thread. Safe to call twice."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def gave_up(self) -> bool:
+        """True once a live source stopped reconnecting: it is lost for good."""
+        return any(e.kind == "gave_up" for e in self.stats.events)
+
+
+class SequentialSource(Source):
+    """Reads frames in order on demand: no drops, no thread (files and folders by default)."""
+
+    live = False
+
+    def __init__(
+        self, name: str, reader: Reader, fps: float | None, close: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__()
+        self.name, self.fps, self._reader, self._close = name, fps, reader, close or (lambda: None)
+
+    def frames(self, stalled: Stalled | None = None) -> Iterator[Frame]:
+        index = 0
+        while True:
+            item = self._reader()
+            if item is None:
+                return
+            img, truth = item
+            self.stats.read += 1
+            self.stats.delivered += 1
+            yield Frame(img, index, time.perf_counter_ns(), self.name, truth=truth)
+            index += 1
+
+    def close(self) -> None:
+        self._close()

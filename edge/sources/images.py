@@ -1,0 +1,53 @@
+"""Images, folders and globs as a source, with YOLO ground truth where a label file exists."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.labels import label_path, read_truth
+from edge.sources.base import SequentialSource, Source
+from edge.types import Detections
+
+log = logging.getLogger(__name__)
+
+
+def truth_of(image: Path, width: int, height: int) -> Detections | None:
+    """The ground truth of an image in an `images/` folder, from `.../labels/<same path>.txt`."""
+    if "images" not in image.parts[:-1]:
+        return None
+    label = label_path(image)
+    return read_truth(label, width, height) if label.is_file() else None
+
+
+def image_source(paths: list[Path], name: str) -> Source:
+    it = iter(paths)
+
+    def read() -> tuple[np.ndarray, Detections | None] | None:
+        for p in it:
+            img = read_image(p)
+            if img is not None and img.size:
+                return img, truth_of(p, img.shape[1], img.shape[0])
+            src.stats.bad += 1
+            log.warning("%s: unreadable image skipped", p)
+        return None
+
+    src = SequentialSource(name, read, None)
+    src.image_paths = paths  # type: ignore[attr-defined]
+    return src
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """cv2.imread, but None for a JPEG cut short, which libjpeg would decode padded with grey."""
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(path.stat().st_size - 64, 0))
+                if b"\xff\xd9" not in fh.read():  # no end-of-image marker near the end
+                    return None
+        except OSError:
+            return None
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)

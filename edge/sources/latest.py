@@ -1,0 +1,173 @@
+"""The latest-frame reader: a capture thread keeps only the newest frame, pacing and reconnecting.
+
+Inference never works on a stale frame: frames overwritten before they were taken are counted as
+dropped. A lost live source is reopened with bounded exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from edge.errors import SourceError
+from edge.sources.base import Reader, Source, SourceEvent, SourceOptions, Stalled
+from edge.types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+# How long close() waits for the capture thread: longer than a capture's read timeout
+# (edge.sources.capture.STREAM_TIMEOUT_MS), so a thread in a read gets to finish it.
+CLOSE_WAIT_S = 7.0
+
+
+class LatestFrameSource(Source):
+    """Reads in a thread and keeps only the newest frame (counting overwritten ones as dropped).
+
+    `open_reader()` opens the underlying device and returns a Reader; `pace` (seconds between
+    frames) makes a file behave like a live source. When a read fails on a live source the device is
+    reopened with exponential backoff, up to `reconnect_attempts` times per outage.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        name: str,
+        open_reader: Callable[[], Reader],
+        options: SourceOptions,
+        pace: float | None = None,
+        reconnect: bool = True,
+        close_reader: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name, self.options, self.pace = name, options, pace
+        self._open_reader, self._close_reader = open_reader, close_reader or (lambda: None)
+        self._reconnect = reconnect
+        self._cond = threading.Condition()
+        self._slot: tuple[np.ndarray, Detections | None, int, int] | None = (
+            None  # img, truth, ns, seq
+        )
+        self._seq_taken = -1
+        self._finished = False
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._reads: deque[int] = deque(maxlen=30)  # recent read times: frames-lost estimate
+        self._reader = open_reader()  # fails here, in the caller, if the device cannot be opened
+        self._thread = threading.Thread(target=self._run, name=f"capture:{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        seq = 0
+        next_due = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                item = self._reader()
+                if item is None:
+                    if self._reconnect and self._reopen():
+                        continue
+                    break
+                if self.pace is not None:
+                    next_due += self.pace
+                    delay = next_due - time.perf_counter()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                    else:
+                        next_due = time.perf_counter()  # behind: do not try to catch up in a burst
+                img, truth = item
+                now = time.perf_counter_ns()
+                with self._cond:
+                    if self._slot is not None and self._slot[3] > self._seq_taken:
+                        self.stats.dropped += 1
+                    self._slot = (img, truth, now, seq)
+                    self.stats.read += 1
+                    self._reads.append(now)
+                    self._cond.notify_all()
+                seq += 1
+        except BaseException as exc:  # handed to the consumer instead of dying silently
+            self._error = exc
+        finally:
+            with self._cond:
+                self._finished = True
+                self._cond.notify_all()
+
+    def _reopen(self) -> bool:
+        first, longest = self.options.reconnect_backoff
+        attempts = self.options.reconnect_attempts
+        lost_at = time.perf_counter_ns()
+        since = self._reads[-1] if self._reads else lost_at
+        self.stats.events.append(SourceEvent("lost", lost_at, self.name, since_ns=since))
+        log.warning("%s: lost; reconnecting (up to %d attempts)", self.name, attempts)
+        wait = first
+        for attempt in range(1, attempts + 1):
+            if self._stop.wait(wait):
+                return False
+            try:
+                self._close_reader()
+                self._reader = self._open_reader()
+            except SourceError as exc:
+                log.warning("%s: reconnect %d/%d failed: %s", self.name, attempt, attempts, exc)
+                wait = min(wait * 2, longest)
+                continue
+            self.stats.reconnects += 1
+            now = time.perf_counter_ns()
+            outage_ms = (now - since) / 1e6
+            lost = self._frames_in(since, now)
+            self.stats.events.append(
+                SourceEvent("reconnected", now, f"after {outage_ms:.0f} ms", since, attempt, lost)
+            )
+            self._reads.clear()
+            log.warning("%s: reconnected after %.1f s", self.name, outage_ms / 1000)
+            return True
+        now = time.perf_counter_ns()
+        self.stats.events.append(
+            SourceEvent("gave_up", now, f"after {attempts} attempts", since, attempts, None)
+        )
+        log.error("%s: gave up after %d reconnect attempts", self.name, attempts)
+        return False
+
+    def _frames_in(self, start_ns: int, end_ns: int) -> int | None:
+        """Frames the source would have delivered in a gap, at the rate it was read before it."""
+        r = self._reads
+        if len(r) >= 2 and r[-1] > r[0]:
+            rate = (len(r) - 1) / ((r[-1] - r[0]) / 1e9)
+        elif self.fps:
+            rate = self.fps
+        else:
+            return None
+        return int((end_ns - start_ns) / 1e9 * rate)
+
+    def frames(self, stalled: Stalled | None = None) -> Iterator[Frame]:
+        while True:
+            with self._cond:
+                while not self._finished and (
+                    self._slot is None or self._slot[3] <= self._seq_taken
+                ):
+                    if not self._cond.wait(0.25) and stalled is not None and stalled():
+                        return
+                if self._error is not None:
+                    raise SourceError(
+                        f"{self.name}: capture failed: {self._error}"
+                    ) from self._error
+                if self._slot is None or self._slot[3] <= self._seq_taken:
+                    return  # finished and nothing new
+                img, truth, ns, seq = self._slot
+                dropped = seq - self._seq_taken - 1
+                self._seq_taken = seq
+                self.stats.delivered += 1
+            yield Frame(img, seq, ns, self.name, truth=truth, dropped_before=max(dropped, 0))
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=CLOSE_WAIT_S)
+        if self._thread.is_alive():  # stuck in a driver call: releasing under it could crash
+            log.warning("%s: capture thread did not stop; device left to process exit", self.name)
+            return
+        self._close_reader()

@@ -1,0 +1,80 @@
+"""`open_source(spec)`: which kind of source a spec names, opened."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import SourceError
+from edge.labels import IMAGE_SUFFIXES, is_image, list_images
+from edge.sources.base import SequentialSource, Source, SourceOptions
+from edge.sources.capture import live_capture, video_file
+from edge.sources.images import image_source, read_image
+from edge.sources.latest import LatestFrameSource
+from edge.types import Detections
+
+URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+def synthetic(spec: str, options: SourceOptions) -> Source:
+    from edge.synthetic import SyntheticScene
+
+    w, h = options.width or 640, options.height or 480
+    fps = options.fps or 30.0
+    scene = SyntheticScene(w, h, seed=options.synthetic_seed, fps=fps)
+    counter = iter(range(1 << 62))
+
+    def read() -> tuple[np.ndarray, Detections | None]:
+        f = scene.frame(next(counter))
+        truth = Detections(f.boxes, np.ones(len(f.boxes), np.float32), f.class_ids, f.track_ids)
+        return f.image, truth
+
+    if options.realtime:
+        src: Source = LatestFrameSource(
+            "synthetic", lambda: read, options, pace=1.0 / fps, reconnect=False
+        )
+    else:
+        src = SequentialSource("synthetic", read, fps)
+    src.fps = fps
+    return src
+
+
+def open_source(spec: str, options: SourceOptions | None = None) -> Source:
+    """Open `spec`: "synthetic", a camera index ("0"), a URL, a video, an image, a folder or a glob.
+
+    Raises:
+        SourceError: the source does not exist or cannot be opened/read.
+        ValueError: the options are invalid.
+    """
+    options = options or SourceOptions()
+    spec = spec.strip()
+    if not spec:
+        raise SourceError("--source is empty")
+    if spec == "synthetic":
+        return synthetic(spec, options)
+    if spec.isdigit():
+        return live_capture(int(spec), f"camera {spec}", options)
+    if spec.lower().startswith(URL_PREFIXES):
+        return live_capture(spec, f"stream {spec}", options)
+    if any(ch in spec for ch in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(spec) if is_image(Path(p)))
+        if not paths:
+            raise SourceError(f"--source {spec}: no images match this pattern")
+        return image_source(paths, spec)
+    path = Path(spec)
+    if path.is_dir():
+        paths = list_images(path)
+        if not paths:
+            raise SourceError(
+                f"--source {spec}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        return image_source(paths, path.name or spec)
+    if not path.exists():
+        raise SourceError(f"--source {spec}: no such file, folder, camera index or URL")
+    if is_image(path):
+        if read_image(path) is None:
+            raise SourceError(f"--source {spec}: unreadable image")
+        return image_source([path], path.name)
+    return video_file(path, options)
