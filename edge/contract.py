@@ -1,7 +1,9 @@
 """The model contract: what a detector expects and returns, stored in ONNX `metadata_props`.
 
 Export writes it and run reads it, here and nowhere else, so `edge run --model X.onnx` needs no
-other flag. Ultralytics YOLOv8/YOLO11 detection exports are read from their own metadata.
+other flag. Ultralytics detection exports (YOLOv8/11, YOLO26, YOLOv10, RT-DETR) are read from their
+own metadata; which of their output layouts a file has is settled at load from its output shapes
+(`edge.postprocess.resolve_format`, called by the model gate, `edge.gate`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ CONTRACT_VERSION = "1"
 
 # Output formats the post-processing understands.
 XYXY_SCORES = "xyxy_scores"  # ours: boxes [B, N, 4] xyxy input pixels, scores [B, N, C] in 0..1
-YOLOV8 = "yolov8"  # Ultralytics: [B, 4 + C, N], cx cy w h input pixels, class scores in 0..1
-OUTPUT_FORMATS = (XYXY_SCORES, YOLOV8)
+YOLOV8 = "yolov8"  # Ultralytics YOLOv8/11 raw: [B, 4 + C, N], cx cy w h input pixels, scores 0..1
+END_TO_END = (
+    "end2end"  # YOLO26, YOLOv10, nms=True: [B, K, 6] x1 y1 x2 y2 input pixels, score, class
+)
+RTDETR = "rtdetr"  # Ultralytics RT-DETR: [B, K, 4 + C], cx cy w h in 0..1 of the input, scores 0..1
+RTDETR_TOPK = "rtdetr_topk"  # Ultralytics 8.4+ RT-DETR: [B, K, 6], cx cy w h in 0..1, score, class
+OUTPUT_FORMATS = (XYXY_SCORES, YOLOV8, END_TO_END, RTDETR, RTDETR_TOPK)
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ def _read_ultralytics(meta: Mapping[str, str]) -> ModelContract:
         layout="NCHW",
         color="RGB",
         scale=1.0 / 255.0,
-        output_format=YOLOV8,
+        output_format=YOLOV8,  # provisional: the gate reads the real layout from the outputs
         extra={k: v for k, v in meta.items() if k not in ("names", "imgsz")},
     )
 

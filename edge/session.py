@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.contract import ModelContract, from_metadata
 from edge.errors import ModelError
+from edge.gate import check_model
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,12 @@ class ModelSession:
         if len(inputs) != 1:
             raise ModelError(f"model {self.path}: expected one image input, found {len(inputs)}")
         self.input_name = inputs[0].name
-        self.input_shape = list(inputs[0].shape)
         self.output_names = [o.name for o in self._session.get_outputs()]
         self._check_device()
+        # The gate refuses, in one line and before any source opens, what cannot be fed or decoded.
+        self.check = check_model(self._session, self.contract, f"model {self.path}")
+        self.contract = self.check.contract
+        self.input_shape = list(self.check.input_shape)
         self._binding = None
         if self.device != "cpu":
             self._binding = self._session.io_binding()
@@ -182,6 +186,8 @@ class ModelSession:
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         """One inference. On GPU providers the input is bound once (no extra host copy)."""
+        if tensor.dtype != self.check.input_dtype:  # float16 inputs; uint8 ones fed float pixels
+            tensor = tensor.astype(self.check.input_dtype)
         if self._binding is None:
             return self._session.run(None, {self.input_name: tensor})
         b = self._binding

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.bundled import bundled_model
 from edge.errors import ModelError
 from edge.loop import Loop, LoopOptions, LoopResult, stream_ids
 from edge.observe import FrameResult, Observer, PerStream, Processor, per_stream_path
@@ -28,15 +29,6 @@ from edge.sources import Source, SourceOptions, open_source
 from edge.tracking import TrackerOptions
 
 _DONE = object()
-
-
-def bundled_model() -> Path | None:
-    """The default model shipped in the repository's models/ folder, if present."""
-    for folder in (Path(__file__).resolve().parents[1] / "models", Path.cwd() / "models"):
-        candidate = folder / "default.onnx"
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 class _Handoff(Observer):

@@ -162,7 +162,9 @@ class Tracker:
         new = new[score[new] >= o.new_track]
         first = self._next_id == 1 or o.min_hits <= 1  # no id given yet: a stream's start
         track_id[new] = self._start(detections.xyxy[new], detections.class_id[new], first)
-        return Detections(detections.xyxy, detections.score, detections.class_id, track_id)
+        return Detections(
+            detections.xyxy, detections.score, detections.class_id, track_id, detections.names
+        )
 
     def _match(
         self, tracks: np.ndarray, dets: np.ndarray, detections: Detections, min_iou: float

@@ -49,6 +49,17 @@ CASES = (
     _case("model", "model no decoder understands (3 names, 2 scores)", "run --model wrong.onnx"),
     _case("model", "hostile metadata (nested 100,000 deep)", "run --model deep.onnx"),
     _case("model", "model with zero std in its contract", "run --model zero-std.onnx"),
+    # the model gate (edge/gate.py): refused at load, before the source opens
+    _case("model", "input of type int32", "run --model int32-input.onnx"),
+    _case("model", "input with no declared shape", "run --model shapeless.onnx"),
+    _case("model", "3-D input", "run --model rank3.onnx"),
+    _case("model", "metadata says NCHW for an NHWC input", "run --model nchw-meta.onnx"),
+    _case("model", "4-channel input", "run --model four-channels.onnx"),
+    _case("model", "uint8 input with scaling metadata", "run --model uint8-scaled.onnx"),
+    _case("model", "fixed batch 2 whose outputs have batch 1", "run --model batch2.onnx"),
+    _case("model", "model that fails when run", "run --model fails-when-run.onnx"),
+    _case("model", "fixed input of 100000x100000", "run --model huge-input.onnx"),
+    _case("model", "8 names, outputs for 3 classes", "run --model eight-names.onnx"),
     _case("model", "unknown device", f"run {M} --device gpu"),
     _case("model", "negative thread count", f"run {M} --threads -1"),
     _case("model", "input size a fixed model does not take", f"run {M} --imgsz 32"),
@@ -108,9 +119,10 @@ def prepare(work: Path) -> Path:
     import numpy as np
 
     sys.path.insert(0, str(REPO / "tests"))
-    from onnx_models import fixed_detector
+    from onnx_models import fixed_detector, gate_models
 
     tiny = fixed_detector(work / "tiny.onnx")
+    gate_models(work)
     fixed_detector(work / "plain.onnx", metadata={})
     meta = {"edge.contract": "1", "names": '["a","b","c"]', "imgsz": "[64,64]"}
     fixed_detector(work / "wrong.onnx", metadata=meta)

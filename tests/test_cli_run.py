@@ -109,7 +109,7 @@ def test_run_ultralytics_style_model(tmp_path):
         (["--model", "missing.onnx"], "no such file"),
         (["--model", "{bad}"], "not a loadable ONNX model"),
         (["--model", "{plain}"], "no detector metadata"),
-        (["--model", "{wrong}"], "expected boxes"),
+        (["--model", "{wrong}"], "match no layout"),
         (["--model", "{tiny}", "--source", "missing.mp4"], "no such file"),
         (["--model", "{tiny}", "--source", "77", "--reconnect", "0"], "camera 77"),
         (["--model", "{tiny}", "--conf", "2"], "--conf"),

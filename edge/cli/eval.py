@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from edge.cli.argtypes import fraction, imgsz, overlap, whole
 from edge.errors import DataError
@@ -81,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
         imgsz=args.imgsz,
     ) as predict:
         start = time.perf_counter()  # after loading: the per-image cost, not the start-up
-        predictions = evaluation.predict_samples(predict, samples)
+        predictions = evaluation.predict_samples(predict, _bar(samples))
     seconds = time.perf_counter() - start
     result = evaluation.coco_metrics(predictions, samples, dataset.names)
     print(evaluation.format_table(result))
@@ -96,3 +98,12 @@ def main(args: argparse.Namespace) -> int:
         paths = save_eval_plots(result, samples, predictions, args.plots, args.plot_images)
         log.info("%d plots written to %s", len(paths), args.plots)
     return 0
+
+
+def _bar(samples: list) -> Any:
+    """The samples behind a tqdm bar on a terminal (tqdm comes with the train extra)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return samples
+    return tqdm(samples, desc="eval", unit="img", leave=False, disable=not sys.stderr.isatty())

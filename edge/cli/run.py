@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.bundled import bundled_model
 from edge.cli import run_analytics
 from edge.cli.argtypes import fraction, imgsz, non_negative_float, positive_float, positive_int
 from edge.errors import EdgeError, ModelError
@@ -27,13 +28,6 @@ log = logging.getLogger("edge")
 
 DEMO_FRAMES = 300  # `edge run` alone stops after this many synthetic frames
 EXIT_SOURCE_LOST = 3  # a live source was lost for good (gave up reconnecting)
-
-
-def bundled_model() -> Path | None:
-    """The default model shipped in the repository's models/ folder, if present."""
-    from edge.streaming import bundled_model as find
-
-    return find()
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -195,6 +189,7 @@ def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None
 def main(args: argparse.Namespace) -> int:
     from edge.loop import Loop, LoopOptions, stream_ids
     from edge.postprocess import PostprocessOptions
+    from edge.progress import terminal_progress
     from edge.session import ModelSession, SessionOptions
     from edge.sources import SourceOptions
     from edge.telemetry import format_summary
@@ -212,7 +207,10 @@ def main(args: argparse.Namespace) -> int:
     _install_stop(stop)
     model = args.model or bundled_model()
     if model is None:
-        raise ModelError("no --model given and no bundled model in models/default.onnx")
+        raise ModelError(
+            "no --model given and no bundled model (edge/_bundled/default.onnx in an install, "
+            "models/default.onnx in a checkout); pass --model"
+        )
     session = ModelSession(
         model,
         SessionOptions(
@@ -262,13 +260,22 @@ def main(args: argparse.Namespace) -> int:
         ids = stream_ids([s.name for s in sources])
         analytics = run_analytics.build(args, ids, sources, names, stack)
         observers = _outputs(args, stack, sources, ids, names, show, analytics)
+        if len(sources) == 1:  # frames done/total, FPS, ETA on a terminal
+            progress = terminal_progress(sources[0], specs[0], max_frames, args.quiet)
+            observers += [stack.enter_context(progress)] if progress else []
         processors = [analytics] if analytics is not None else []
         loop = Loop(session, sources, observers, options, stop, processors, ids=ids)
         loop.warm_up()
         if not args.quiet:
             print(_describe_start(loop, warm, show))
         result = loop.run()
-    print(format_summary(result.collector, _summary_header(args, session, result)))
+    header = _summary_header(args, session, result)
+    if post.nonfinite.rows:
+        header["dropped"] = (
+            f"{post.nonfinite.rows} output rows with NaN or infinite values "
+            f"({post.nonfinite.frames} frames), neither drawn nor written"
+        )
+    print(format_summary(result.collector, header))
     if analytics is not None:
         print(analytics.summary())
     written = [_per_stream(args.save, i, len(ids)) for i in range(len(ids))] if args.save else []
