@@ -2,7 +2,9 @@
 
     python scripts/draw_architecture.py [--out docs/architecture.png]
 
-Module names are the ones in the tree (README "How it fits together" has the same in text).
+Module names are those of the tree with issues 10-13 merged (loop.py, sources/, labels.py,
+streaming.py, outputs.py and analytics/ come from them); README "How it fits together" has the
+same in text.
 """
 
 from __future__ import annotations
