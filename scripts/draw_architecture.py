@@ -2,7 +2,9 @@
 
     python scripts/draw_architecture.py [--out docs/architecture.png]
 
-Module names are the ones in the tree (README "How it fits together" has the same in text).
+Module names are those of the tree with issues 10-13 merged (loop.py, sources/, labels.py,
+streaming.py, outputs.py and analytics/ come from them); README "How it fits together" has the
+same in text.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-W, H = 16.0, 12.5  # drawing units; the figure is W x H inches at 100 dpi
+W, H = 16.0, 13.0  # drawing units; the figure is W x H inches at 100 dpi
 
 BUILD = "#fde9d9"  # training side (TensorFlow / Keras)
 RUNTIME = "#dcebf7"  # runtime (numpy, OpenCV, ONNX Runtime)
@@ -53,7 +55,7 @@ LAYERS = [
             [("evaluation/", "COCO mAP of .onnx or .keras")],
             [
                 ("data/", "YOLO · COCO · VOC, batches.py"),
-                ("model/", "keras_detector.py, backbone, neck, head; backbones.py"),
+                ("model/", "keras_detector.py, backbone, neck, head"),
             ],
         ],
     ),
@@ -69,29 +71,36 @@ LAYERS = [
             ],
             [
                 ("loop.py", "one loop, N streams"),
+                ("feed.py", "frames in: reader threads"),
+                ("observe.py", "FrameResult, Observer"),
+                ("timing.py", "stage names, FrameTiming"),
+                ("loop_state.py", "per-stream state"),
+            ],
+            [
                 ("sources/", "camera, file, URL, images"),
                 ("labels.py", "YOLO label lines"),
                 ("session.py", "ONNX Runtime"),
                 ("contract.py", "model metadata"),
+                ("preprocess.py", "letterbox"),
             ],
             [
-                ("preprocess.py", "letterbox"),
                 ("postprocess.py", "decode, NMS"),
                 ("tracking.py", "track ids"),
                 ("analytics/", "zones, lines"),
                 ("annotate.py", "draw"),
+                ("accuracy.py", "live precision/recall"),
             ],
             [
                 ("sinks.py", "window, video, JSONL"),
-                ("telemetry.py", "stage times"),
+                ("telemetry.py", "rows, summary"),
                 ("trace.py", "Chrome trace"),
                 ("serve.py", "live page"),
                 ("outputs.py", "safe file writes"),
             ],
             [
-                ("accuracy.py", "live precision/recall"),
                 ("synthetic.py", "scene with ground truth"),
                 ("machine.py", "CPU, GPUs, providers"),
+                ("backbones.py", "backbone names (plain data)"),
             ],
         ],
     ),
@@ -188,7 +197,7 @@ def draw_frame_path(ax, top: float) -> None:
     )
     lane_top, lane_h = top - 0.2, 2.6
     lanes = [
-        (0.2, 4.3, "reader thread (one per source)"),
+        (0.2, 4.3, "reader thread per stream (feed.py)"),
         (4.5, 6.5, "inference"),
         (6.7, W - 0.2, "finishing thread"),
     ]
@@ -244,7 +253,7 @@ def draw_frame_path(ax, top: float) -> None:
     ax.text(
         ox + ow / 2,
         oy + 0.04,
-        "observers: FrameResult",
+        "observers (observe.py)",
         ha="center",
         va="bottom",
         fontsize=8.5,
@@ -262,12 +271,11 @@ def draw_frame_path(ax, top: float) -> None:
             mutation_scale=10,
         )
     notes = [
-        "Per-frame processors (analytics/) run after tracking and before drawing: they may attach"
-        " events and overlay. Observers receive every finished frame (a FrameResult from loop.py)"
-        " through one protocol.",
-        "Live sources keep only the newest frame and are letterboxed just before inference;"
-        " files are read ahead. Every file written goes through outputs.py (checked before work"
-        " starts, written atomically).",
+        "Processors (analytics/) run after tracking and before drawing: they may attach events and"
+        " overlay. Every observer receives each finished frame, a FrameResult with its timing.py"
+        " marks, through one method.",
+        "Live sources keep only the newest frame; files are read ahead. Where threads would not pay,"
+        " loop.py reads inline just before inference. Files are written through outputs.py.",
     ]
     for i, note in enumerate(notes):
         ax.text(
