@@ -70,8 +70,15 @@ def test_bench_loop_script_runs_on_tiny_inputs(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
-    assert data["edge"]["frames"] == data["naive"]["frames"] == 12
-    assert data["edge"]["loop_efficiency"] > 0 and data["live"]["frames"] == 10
+    runs = data["runs"]
+    for kind in ("nosave", "save"):
+        assert runs[f"naive_{kind}"]["frames"] == 12
+        for mode in ("auto", "overlap", "serial"):
+            assert runs[f"{mode}_{kind}"]["frames"] == 12
+            assert runs[f"{mode}_{kind}"]["loop_efficiency"] > 0
+            ratio = data["ratios"][f"{mode}_vs_naive_{kind}"]
+            assert ratio == round(runs[f"{mode}_{kind}"]["fps"] / runs[f"naive_{kind}"]["fps"], 3)
+    assert data["live"]["frames"] == 10
 
 
 def test_edge_bench_keras_model_beside_onnxruntime(tmp_path):
