@@ -13,11 +13,24 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge.contract import ModelContract, from_metadata
 from edge.errors import ModelError
+from edge.providers import (  # noqa: F401  (CPU, CUDA, TRT: kept importable from here)
+    CPU,
+    CUDA,
+    DEVICES,
+    NVIDIA,
+    TRT,
+    WANTED,
+    capture_native_output,
+    diagnose,
+    preload_gpu_libraries,
+    short_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +54,18 @@ def quiet_ort() -> Iterator[None]:
             log.debug("onnxruntime: %s", buf.getvalue().strip())
 
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
-TRT = "TensorrtExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
-_WANTED = {
-    "auto": [TRT, CUDA, CPU],
-    "tensorrt": [TRT, CUDA, CPU],
-    "cuda": [CUDA, CPU],
-    "cpu": [CPU],
-}
-_SHORT = {TRT: "tensorrt", CUDA: "cuda", CPU: "cpu"}
+BINDINGS = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """How to run a model: `device` auto|cpu|cuda|tensorrt; TensorRT engine cache and fp16; threads."""
+    """How to run a model.
+
+    `device`: auto|cpu|cuda|tensorrt|openvino|coreml|directml. `bind`: IO binding with buffers on
+    the device that runs the model (auto: on GPU providers; on: everywhere, the CPU included).
+    `cuda_graph`: capture the model once as a CUDA graph and replay it (fixed-shape models on CUDA;
+    implies binding). TensorRT engine cache and fp16; threads; warm-up runs.
+    """
 
     device: str = "auto"
     strict_device: bool = False
@@ -64,6 +73,8 @@ class SessionOptions:
     trt_fp16: bool = True
     threads: int = 0  # 0: ONNX Runtime's default
     warmup: int = 2
+    bind: str = "auto"
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -72,6 +83,8 @@ class SessionOptions:
             raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.bind not in BINDINGS:
+            raise ValueError(f"--bind must be one of {', '.join(BINDINGS)}, got {self.bind!r}")
 
 
 class DeviceFallback(ModelError):
@@ -80,7 +93,7 @@ class DeviceFallback(ModelError):
 
 def _provider_list(options: SessionOptions, available: list[str]) -> list[str | tuple[str, dict]]:
     providers: list[str | tuple[str, dict]] = []
-    for name in _WANTED[options.device]:
+    for name in WANTED[options.device]:
         if name not in available:
             continue
         if name == TRT:
@@ -94,9 +107,55 @@ def _provider_list(options: SessionOptions, available: list[str]) -> list[str | 
                     trt_timing_cache_path=str(options.trt_cache),
                 )
             providers.append((name, trt))
+        elif name == CUDA and options.cuda_graph:
+            providers.append((name, {"enable_cuda_graph": "1"}))
         else:
             providers.append(name)
     return providers
+
+
+_DTYPES = {"tensor(uint8)": np.uint8, "tensor(float16)": np.float16, "tensor(float)": np.float32}
+
+
+class DeviceBinding:
+    """IO binding with the input and outputs in buffers on `device` ('cpu' or 'cuda').
+
+    The input buffer is allocated once per shape and refilled in place (`update_inplace`), and
+    after the first run the outputs ORT allocated are bound back, so every later run reads and
+    writes the same addresses: what CUDA graph replay needs, and no allocation per frame.
+    """
+
+    def __init__(self, session: Any, input_name: str, output_names: list[str], device: str) -> None:
+        self.session = session
+        self.input_name = input_name
+        self.output_names = output_names
+        self.device = device
+        self._binding = session.io_binding()
+        self._input: Any = None
+        self._outputs_fixed = False
+
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        import onnxruntime as ort
+
+        b = self._binding
+        if self._input is None or tuple(self._input.shape()) != tensor.shape:
+            self._input = ort.OrtValue.ortvalue_from_shape_and_type(
+                tensor.shape, tensor.dtype, self.device, 0
+            )
+            b.bind_ortvalue_input(self.input_name, self._input)
+            b.clear_binding_outputs()
+            for name in self.output_names:
+                b.bind_output(name, self.device, 0)
+            self._outputs_fixed = False
+        self._input.update_inplace(np.ascontiguousarray(tensor))
+        self.session.run_with_iobinding(b)
+        outputs = b.get_outputs()
+        if not self._outputs_fixed:
+            for name, value in zip(self.output_names, outputs, strict=True):
+                b.bind_ortvalue_output(name, value)
+            self._outputs_fixed = True
+        # Copies: the next run overwrites the bound buffers.
+        return [np.array(v.numpy(), copy=True) for v in outputs]
 
 
 class ModelSession:
@@ -116,9 +175,11 @@ class ModelSession:
             so.intra_op_num_threads = self.options.threads
         available = ort.get_available_providers()
         wanted = _provider_list(self.options, available)
+        names = [p if isinstance(p, str) else p[0] for p in wanted]
+        native = preload_gpu_libraries() if any(n in NVIDIA for n in names) else ""
         started = time.perf_counter()
         try:
-            with quiet_ort():
+            with capture_native_output() as captured:
                 self._session = ort.InferenceSession(
                     str(self.path), sess_options=so, providers=wanted
                 )
@@ -129,7 +190,9 @@ class ModelSession:
             ) from None
         self.load_seconds = time.perf_counter() - started
         self.providers: list[str] = list(self._session.get_providers())
-        self.requested = [p if isinstance(p, str) else p[0] for p in wanted]
+        self.requested = names
+        self.native_log = native + "\n".join(captured)
+        self.fallback_reason = ""
         meta = self._session.get_modelmeta().custom_metadata_map
         self.contract: ModelContract = from_metadata(meta, source=f"model {self.path}")
         inputs = self._session.get_inputs()
@@ -137,27 +200,39 @@ class ModelSession:
             raise ModelError(f"model {self.path}: expected one image input, found {len(inputs)}")
         self.input_name = inputs[0].name
         self.input_shape = list(inputs[0].shape)
+        self.input_dtype = _DTYPES.get(inputs[0].type, np.float32)
         self.output_names = [o.name for o in self._session.get_outputs()]
-        self._check_device()
-        self._binding = None
-        if self.device != "cpu":
-            self._binding = self._session.io_binding()
+        self._check_device(available)
+        self.binding: DeviceBinding | None = None
+        on_gpu = self.device in ("cuda", "tensorrt")
+        if (
+            self.options.bind == "on"
+            or self.options.cuda_graph
+            or (self.options.bind == "auto" and on_gpu)
+        ):
+            where = "cuda" if on_gpu else "cpu"
+            self.binding = DeviceBinding(self._session, self.input_name, self.output_names, where)
 
     @property
     def device(self) -> str:
-        """The provider that actually runs the model: tensorrt, cuda or cpu."""
-        return _SHORT.get(self.providers[0], self.providers[0])
+        """The provider that actually runs the model: tensorrt, cuda, openvino, ... or cpu."""
+        return short_name(self.providers[0])
 
     @property
     def fell_back(self) -> bool:
-        """True when a GPU provider was asked for (explicitly) and the CPU runs instead."""
-        return self.options.device in ("cuda", "tensorrt") and self.device == "cpu"
+        """True when an accelerator was asked for (explicitly) and the CPU runs instead."""
+        return self.options.device not in ("auto", "cpu") and self.device == "cpu"
 
-    def _check_device(self) -> None:
+    def _check_device(self, available: list[str]) -> None:
         want = self.options.device
         if want == "cpu" or self.device == want or (want == "auto" and self.device != "cpu"):
             return
-        msg = f"asked for --device {want} but ONNX Runtime runs {self.device} (providers: {', '.join(self.providers)})"
+        first = WANTED[want][0]
+        self.fallback_reason = diagnose(first, self.native_log, available)
+        msg = (
+            f"asked for --device {want} but ONNX Runtime runs {self.device}: "
+            f"{short_name(first)} did not start ({self.fallback_reason})"
+        )
         if self.options.strict_device and want != "auto":
             raise DeviceFallback(msg + "; drop --strict-device to fall back")
         if want != "auto":
@@ -180,22 +255,23 @@ class ModelSession:
         return (640, 640)
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
-        """One inference. On GPU providers the input is bound once (no extra host copy)."""
-        if self._binding is None:
+        """One inference; with binding, through buffers on the device (see `DeviceBinding`).
+
+        The model's input dtype rules: a tensor of another dtype (a warm-up buffer of float
+        zeros for a uint8 model) is converted.
+        """
+        if tensor.dtype != self.input_dtype:
+            tensor = tensor.astype(self.input_dtype)
+        if self.binding is None:
             return self._session.run(None, {self.input_name: tensor})
-        b = self._binding
-        b.bind_cpu_input(self.input_name, tensor)
-        for name in self.output_names:
-            b.bind_output(name)
-        self._session.run_with_iobinding(b)
-        return b.copy_outputs_to_cpu()
+        return self.binding.run(tensor)
 
     def warm_up(self, imgsz: tuple[int, int], runs: int | None = None) -> float:
         """Run zeros through the model so the first timed frame pays no start-up cost; seconds spent."""
         n = self.options.warmup if runs is None else runs
         h, w = imgsz
         shape = (1, 3, h, w) if self.contract.layout == "NCHW" else (1, h, w, 3)
-        x = np.zeros(shape, np.float32)
+        x = np.zeros(shape, self.input_dtype)
         started = time.perf_counter()
         for _ in range(n):
             self.run(x)

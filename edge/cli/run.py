@@ -126,8 +126,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mod.add_argument(
         "--device",
         default="auto",
-        choices=("auto", "cpu", "cuda", "tensorrt"),
-        help="execution provider; auto tries TensorRT, CUDA, then CPU",
+        choices=("auto", "cpu", "cuda", "tensorrt", "openvino", "coreml", "directml"),
+        help="execution provider; auto tries TensorRT, CUDA, OpenVINO, DirectML, CoreML, then CPU",
     )
     mod.add_argument(
         "--strict-device", action="store_true", help="fail instead of falling back to the CPU"

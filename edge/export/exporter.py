@@ -19,7 +19,7 @@ from typing import Any
 
 from edge.contract import ModelContract
 from edge.errors import EdgeError, ModelError
-from edge.export import convert, images, metadata, quantize, trt, verify
+from edge.export import convert, images, metadata, quantize, trt, uint8_input, verify
 from edge.export.options import TOLERANCES, ExportOptions, Tolerance
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,9 @@ def _variant(
     contract = metadata.export_contract(
         loaded.contract, loaded.config, provenance, precision, options.batch
     )
+    if options.input == "uint8":  # after quantising: calibration runs the float graph
+        proto = uint8_input.with_uint8_input(proto, contract)
+        contract = uint8_input.uint8_contract(contract)
     proto = metadata.with_metadata(proto, contract)
     onnx.checker.check_model(proto)
     staged = stage / target.name
@@ -155,7 +158,8 @@ def _variant(
         return report
     parity = None
     if reference is not None:
-        got = verify.onnx_outputs(session, pictures.tensors, options.dynamic_batch)
+        fed = pictures.inputs_for(contract)
+        got = verify.onnx_outputs(session, fed, options.dynamic_batch)
         parity = verify.compare(reference, got)
         if not parity.within(tolerance, contract.imgsz):
             raise verify.VerificationError(
@@ -166,7 +170,8 @@ def _variant(
     metrics = None
     if _can_map(contract, pictures):
         metrics = verify.onnx_map(session, pictures.eval_samples, pictures.names)
-    latency = verify.median_latency_ms(session, pictures.tensors[0], options.latency_runs)
+    first = pictures.inputs_for(contract)[0]
+    latency = verify.median_latency_ms(session, first, options.latency_runs)
     return VariantReport(precision, target, report.size_bytes, latency, tolerance, parity, metrics)
 
 
