@@ -196,7 +196,9 @@ def probe(provider: str) -> ProviderState:
     so.log_severity_level = 2
     try:
         with capture_native_output() as captured:
-            s = ort.InferenceSession(tiny_model(), sess_options=so, providers=[provider, CPU])
+            s = ort.InferenceSession(
+                tiny_model(), sess_options=so, providers=list(dict.fromkeys([provider, CPU]))
+            )
             s.run(None, {"x": np.zeros((1, 4), np.float32)})
     except Exception as exc:  # a provider's load failure is information here, not an error
         return ProviderState(provider, True, False, str(exc).strip().splitlines()[0][:200])

@@ -54,6 +54,7 @@ class ExportResult:
     keras_metrics: Any = None
     trt: str | None = None
     seconds: float = 0.0
+    input: str = "float32"  # what the files take: uint8 (pre-processing in the graph) or float32
 
 
 def output_paths(output: Path, precisions: Sequence[str]) -> list[Path]:
@@ -115,6 +116,7 @@ def export_model(
         keras_metrics=keras_metrics,
         trt=_tensorrt_caches(trt_state, reports, options),
         seconds=time.perf_counter() - started,
+        input=options.input,
     )
 
 
