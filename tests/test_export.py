@@ -182,9 +182,12 @@ def test_fp16_int8_dynamic_batch_new_size_with_a_dataset(tiny_keras: Path, tmp_p
         assert _meta(v.path)["edge.batch"] == "dynamic"
         model = onnx.load(str(v.path))
         onnx.checker.check_model(model)
-        for value in (*model.graph.input, *model.graph.output):  # float32 in and out
-            assert value.type.tensor_type.elem_type == TensorProto.FLOAT
+        (image,) = model.graph.input  # uint8 in (every precision), float32 out
+        assert image.type.tensor_type.elem_type == TensorProto.UINT8
+        for value in (*model.graph.input, *model.graph.output):
             assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
+        for value in model.graph.output:
+            assert value.type.tensor_type.elem_type == TensorProto.FLOAT
         assert v.metrics is not None and np.isfinite(v.metrics.map50)
     fp32, fp16, int8 = (onnx.load(str(p)) for p in paths)
     assert any(t.data_type == TensorProto.FLOAT16 for t in fp16.graph.initializer)
@@ -197,7 +200,7 @@ def test_fp16_int8_dynamic_batch_new_size_with_a_dataset(tiny_keras: Path, tmp_p
     fp32_map, keras_map = result.variants[0].metrics, result.keras_metrics
     assert fp32_map.map50_95 == pytest.approx(keras_map.map50_95, abs=1e-3)
     session = ort.InferenceSession(str(paths[0]), providers=["CPUExecutionProvider"])
-    boxes, scores = session.run(None, {"images": np.zeros((3, 96, 128, 3), np.float32)})
+    boxes, scores = session.run(None, {"images": np.zeros((3, 96, 128, 3), np.uint8)})
     assert boxes.shape == (3, 252, 4) and scores.shape == (3, 252, len(CLASS_NAMES))
     assert not _leftovers(tmp_path)
 
