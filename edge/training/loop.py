@@ -151,11 +151,17 @@ def _setup(
     from edge.training.optimizer import build_optimizer, schedule_of
     from edge.training.validate import Validator
 
+    shapes = None
+    if options.model_parallel > 1:  # the layout map needs every weight's path and shape
+        shapes = {v.path: tuple(v.shape) for v in _model(dataset.names, options, state).weights}
+        keras.utils.clear_session()  # the real model gets the same layer names again
     placement = place(
         options.devices,
         coordinator=options.coordinator,
         num_processes=options.num_processes,
         process_id=options.process_id,
+        model_parallel=options.model_parallel,
+        weight_shapes=shapes,
     )
     precision = set_precision(options.precision, placement)
     keras.utils.set_random_seed(options.seed)
