@@ -134,7 +134,11 @@ class _Run:
 
         mosaic_until = max(self.options.epochs - self.options.close_mosaic, 0)
         return Feed(
-            self.batches, epoch=epoch, mosaic_until=mosaic_until, workers=self.options.workers
+            self.batches,
+            epoch=epoch,
+            mosaic_until=mosaic_until,
+            workers=self.options.workers,
+            clock=self.epoch_end.clock,
         )
 
 
@@ -148,6 +152,7 @@ def _setup(
     from edge.training.callbacks import RESULTS_FILE, EpochEnd, truncate_rows
     from edge.training.checkpoint import remove_stale_temps, write_text
     from edge.training.distribute import place, set_precision
+    from edge.training.feed import FeedClock
     from edge.training.optimizer import build_optimizer, schedule_of
     from edge.training.validate import Validator
 
@@ -230,6 +235,8 @@ def _setup(
         epochs=options.epochs,
         best=state.best if state is not None else -math.inf,
         writes=writes,
+        clock=FeedClock(options.workers),
+        batch_size=options.batch,
     )
     if state is not None and writes:
         truncate_rows(out / RESULTS_FILE, state.epoch)
