@@ -160,3 +160,37 @@ def test_bad_options(kw, match):
 def test_every_device_has_a_provider_list_ending_on_the_cpu():
     for device, wanted in providers.WANTED.items():
         assert wanted[-1] == CPU, device
+
+
+@pytest.mark.parametrize(
+    ("options", "available", "expect"),
+    [
+        (SessionOptions(device="cuda"), [CUDA, CPU], [CUDA, CPU]),
+        (
+            SessionOptions(device="cuda", cuda_graph=True),
+            [CUDA, CPU],
+            [(CUDA, {"enable_cuda_graph": "1"}), CPU],
+        ),
+        (
+            SessionOptions(device="tensorrt", trt_fp16=False),
+            [TRT, CUDA, CPU],
+            [(TRT, {"trt_fp16_enable": False}), CUDA, CPU],
+        ),
+        (SessionOptions(device="openvino"), [CPU], [CPU]),  # not in this build: the CPU runs
+        (SessionOptions(device="auto"), [OPENVINO, CPU], [OPENVINO, CPU]),
+    ],
+)
+def test_provider_list_per_device(options, available, expect):
+    from edge.session import _provider_list
+
+    assert _provider_list(options, available) == expect
+
+
+def test_cuda_graph_binds_even_on_the_cpu(tmp_path):
+    """A CUDA-graph session needs fixed buffers; where CUDA does not start, the same binding
+    path runs on the CPU (what the GPU machine then exercises with real device buffers)."""
+    model = echo_model(tmp_path / "m.onnx", BASE)
+    s = ModelSession(model, SessionOptions(device="cpu", cuda_graph=True, warmup=0))
+    assert s.binding is not None and s.binding.device == "cpu"
+    x = np.ones((1, 24, 32, 3), np.float32)
+    np.testing.assert_array_equal(s.run(x)[0], x * 2)
