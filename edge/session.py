@@ -64,7 +64,8 @@ class SessionOptions:
     `device`: auto|cpu|cuda|tensorrt|openvino|coreml|directml. `bind`: IO binding with buffers on
     the device that runs the model (auto: on GPU providers; on: everywhere, the CPU included).
     `cuda_graph`: capture the model once as a CUDA graph and replay it (fixed-shape models on CUDA;
-    implies binding). TensorRT engine cache and fp16; threads; warm-up runs.
+    implies binding). `pinned`: with binding on CUDA, the input in page-locked host memory where
+    ORT offers it. TensorRT engine cache and fp16; threads; warm-up runs.
     """
 
     device: str = "auto"
@@ -75,6 +76,7 @@ class SessionOptions:
     warmup: int = 2
     bind: str = "auto"
     cuda_graph: bool = False
+    pinned: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -123,25 +125,49 @@ class DeviceBinding:
     The input buffer is allocated once per shape and refilled in place (`update_inplace`), and
     after the first run the outputs ORT allocated are bound back, so every later run reads and
     writes the same addresses: what CUDA graph replay needs, and no allocation per frame.
+    With `pinned` (CUDA, no graph), the input lives in page-locked host memory where this ORT
+    build offers it (`OrtEpDevice.memory_info(HOST_ACCESSIBLE)`), so its copy to the GPU is a
+    DMA; `input_memory` says which memory it got.
     """
 
-    def __init__(self, session: Any, input_name: str, output_names: list[str], device: str) -> None:
+    def __init__(
+        self,
+        session: Any,
+        input_name: str,
+        output_names: list[str],
+        device: str,
+        pinned: bool = False,
+    ) -> None:
         self.session = session
         self.input_name = input_name
         self.output_names = output_names
         self.device = device
+        self.pinned = pinned and device == "cuda"
+        self.input_memory = device
         self._binding = session.io_binding()
         self._input: Any = None
         self._outputs_fixed = False
 
-    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+    def _new_input(self, shape: tuple[int, ...], dtype: Any) -> Any:
         import onnxruntime as ort
+
+        if self.pinned:
+            info = _host_accessible_memory(CUDA)
+            if info is not None:
+                with contextlib.suppress(Exception):  # an allocator this build lacks
+                    value = ort.OrtValue.ortvalue_from_shape_and_type(
+                        shape, dtype, memory_info=info
+                    )
+                    self.input_memory = "pinned host"
+                    return value
+        self.input_memory = self.device
+        return ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, self.device, 0)
+
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
 
         b = self._binding
         if self._input is None or tuple(self._input.shape()) != tensor.shape:
-            self._input = ort.OrtValue.ortvalue_from_shape_and_type(
-                tensor.shape, tensor.dtype, self.device, 0
-            )
+            self._input = self._new_input(tensor.shape, tensor.dtype)
             b.bind_ortvalue_input(self.input_name, self._input)
             b.clear_binding_outputs()
             for name in self.output_names:
@@ -156,6 +182,19 @@ class DeviceBinding:
             self._outputs_fixed = True
         # Copies: the next run overwrites the bound buffers.
         return [np.array(v.numpy(), copy=True) for v in outputs]
+
+
+def _host_accessible_memory(provider: str) -> Any:
+    """The page-locked host memory of `provider`'s device, where this ORT build exposes it."""
+    import onnxruntime as ort
+
+    if not hasattr(ort, "get_ep_devices") or not hasattr(ort, "OrtDeviceMemoryType"):
+        return None
+    for ep_device in ort.get_ep_devices():
+        if ep_device.ep_name == provider:
+            with contextlib.suppress(Exception):
+                return ep_device.memory_info(ort.OrtDeviceMemoryType.HOST_ACCESSIBLE)
+    return None
 
 
 class ModelSession:
@@ -211,7 +250,12 @@ class ModelSession:
             or (self.options.bind == "auto" and on_gpu)
         ):
             where = "cuda" if on_gpu else "cpu"
-            self.binding = DeviceBinding(self._session, self.input_name, self.output_names, where)
+            pinned = (
+                self.options.pinned and not self.options.cuda_graph
+            )  # graphs need device memory
+            self.binding = DeviceBinding(
+                self._session, self.input_name, self.output_names, where, pinned
+            )
 
     @property
     def device(self) -> str:

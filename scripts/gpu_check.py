@@ -118,6 +118,7 @@ def time_session(path: Path, device: str, bind: str, cuda_graph: bool, runs: int
     return {
         "ran_on": s.device,
         "input": f"{s.input_dtype.__name__} {list(shape)}",
+        "input_memory": s.binding.input_memory if s.binding is not None else "numpy (no binding)",
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p95_ms": round(float(np.percentile(ms, 95)), 3),
         "runs": runs,

@@ -194,3 +194,14 @@ def test_cuda_graph_binds_even_on_the_cpu(tmp_path):
     assert s.binding is not None and s.binding.device == "cpu"
     x = np.ones((1, 24, 32, 3), np.float32)
     np.testing.assert_array_equal(s.run(x)[0], x * 2)
+
+
+def test_pinned_input_only_where_ort_offers_it(tmp_path):
+    from edge.session import _host_accessible_memory
+
+    model = echo_model(tmp_path / "m.onnx", BASE)
+    s = ModelSession(model, SessionOptions(device="cpu", bind="on", pinned=True, warmup=0))
+    s.run(np.zeros((1, 24, 32, 3), np.float32))
+    assert not s.binding.pinned and s.binding.input_memory == "cpu"  # pinned is a CUDA matter
+    if not probe(CUDA).starts:  # no CUDA device: no page-locked memory to ask for
+        assert _host_accessible_memory(CUDA) is None
