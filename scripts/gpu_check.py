@@ -340,12 +340,13 @@ def markdown(report: dict[str, Any]) -> str:
             lines += [f"failed: {value['error']}", ""]
             continue
         if section in ("latency",):
-            lines += ["| model, device, binding | ran on | input | p50 ms | p95 ms |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+            lines += ["| model, device, binding | ran on | input | input memory | p50 ms | p95 ms |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
             for key, r in value.items():
+                name = key.replace(" | ", ", ")
                 if "error" in r:
-                    lines.append(f"| {key} | failed: {r['error'][:120]} | | | |")
+                    lines.append(f"| {name} | failed: {r['error'][:120]} | | | | |")
                 else:
-                    lines.append(f"| {key} | {r['ran_on']} | {r['input']} | {r['p50_ms']} | {r['p95_ms']} |")  # fmt: skip
+                    lines.append(f"| {name} | {r['ran_on']} | {r['input']} | {r['input_memory']} | {r['p50_ms']} | {r['p95_ms']} |")  # fmt: skip
         elif section == "streams":
             lines += [f"model: {value['model']}", "", "| streams | mode | total FPS | batch | ms/call | lat p50 | lat p95 |", "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
             for r in value["rows"]:
