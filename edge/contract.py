@@ -27,6 +27,9 @@ END_TO_END = (
 RTDETR = "rtdetr"  # Ultralytics RT-DETR: [B, K, 4 + C], cx cy w h in 0..1 of the input, scores 0..1
 RTDETR_TOPK = "rtdetr_topk"  # Ultralytics 8.4+ RT-DETR: [B, K, 6], cx cy w h in 0..1, score, class
 OUTPUT_FORMATS = (XYXY_SCORES, YOLOV8, END_TO_END, RTDETR, RTDETR_TOPK)
+# What the input tensor holds: float32 (normalised on the host) or uint8 (the letterboxed image as
+# is; the graph casts and normalises inside, so the host sends 4x fewer bytes and does no float work).
+INPUT_DTYPES = ("float32", "uint8")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ModelContract:
 
     The network input is `(pixel * scale - mean) / std` per channel, in `color` order and `layout`.
     `imgsz` is (height, width); a dimension of 0 means the model accepts any size (dynamic).
+    `input_dtype` uint8: the input is the pixels themselves (scale 1, mean 0, std 1), the graph
+    does the cast and normalisation inside.
     """
 
     names: tuple[str, ...]
@@ -46,6 +51,7 @@ class ModelContract:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     output_format: str = XYXY_SCORES
     extra: Mapping[str, str] = field(default_factory=dict)
+    input_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.layout not in ("NHWC", "NCHW"):
@@ -55,6 +61,14 @@ class ModelContract:
         if self.output_format not in OUTPUT_FORMATS:
             raise ValueError(
                 f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}"
+            )
+        if self.input_dtype not in INPUT_DTYPES:
+            raise ValueError(f"input_dtype must be one of {INPUT_DTYPES}, got {self.input_dtype!r}")
+        identity = self.scale == 1.0 and not any(self.mean) and all(v == 1.0 for v in self.std)
+        if self.input_dtype == "uint8" and not identity:
+            raise ValueError(
+                "a uint8 input takes the pixels as they are: scale 1, mean 0 and std 1, got "
+                f"scale {self.scale}, mean {self.mean}, std {self.std}"
             )
         norm = (self.scale, *self.mean, *self.std)
         if not all(math.isfinite(v) for v in norm) or min(self.std) <= 0:
@@ -84,6 +98,8 @@ class ModelContract:
                 "output_format": self.output_format,
             }
         )
+        if self.input_dtype != "float32":  # additive: older readers see no new key on float models
+            meta["input_dtype"] = self.input_dtype
         return meta
 
 
@@ -115,6 +131,7 @@ _KNOWN_KEYS = {
     "mean",
     "std",
     "output_format",
+    "input_dtype",
 }
 
 
@@ -137,6 +154,7 @@ def _read_edge(meta: Mapping[str, str]) -> ModelContract:
         std=_triple(json.loads(meta.get("std", "[1, 1, 1]"))),
         output_format=meta.get("output_format", XYXY_SCORES),
         extra={k: v for k, v in meta.items() if k not in _KNOWN_KEYS},
+        input_dtype=meta.get("input_dtype", "float32"),
     )
 
 

@@ -13,38 +13,16 @@ import subprocess
 from pathlib import Path
 
 
-def _tiny_model() -> bytes:
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return onnx._serialize(model) if hasattr(onnx, "_serialize") else model.SerializeToString()
-
-
 def provider_check() -> dict[str, str]:
     """For each compiled-in provider: 'starts' if a session really runs on it, else why not."""
-    import numpy as np
     import onnxruntime as ort
 
-    from edge.session import quiet_ort
+    from edge.providers import probe
 
-    blob = _tiny_model()
     result = {}
-    so = ort.SessionOptions()
-    so.log_severity_level = 4
     for name in ort.get_available_providers():
-        try:
-            with quiet_ort():
-                s = ort.InferenceSession(blob, sess_options=so, providers=[name])
-            s.run(None, {"x": np.zeros((1, 4), np.float32)})
-            got = s.get_providers()[0]
-            result[name] = "starts" if got == name else f"does not start (falls back to {got})"
-        except Exception as exc:  # a provider's load failure is information here, not an error
-            result[name] = f"does not start ({str(exc).splitlines()[0][:120]})"
+        state = probe(name)
+        result[name] = "starts" if state.starts else f"does not start ({state.reason})"
     return result
 
 

@@ -73,8 +73,16 @@ def letterbox(
 
 
 def to_input(canvas_bgr: np.ndarray, contract: ModelContract) -> np.ndarray:
-    """A letterboxed BGR uint8 canvas -> a float32 batch of one in the contract's layout and scaling."""
+    """A letterboxed BGR uint8 canvas -> a batch of one in the contract's dtype, layout and scaling.
+
+    A uint8 model (`contract.input_dtype`) takes the canvas as it is: no float work on the host.
+    """
     img = cv2.cvtColor(canvas_bgr, cv2.COLOR_BGR2RGB) if contract.color == "RGB" else canvas_bgr
+    if contract.input_dtype == "uint8":
+        x = np.asarray(img, np.uint8)
+        return np.ascontiguousarray(
+            x.transpose(2, 0, 1)[None] if contract.layout == "NCHW" else x[None]
+        )
     x = img.astype(np.float32)
     if contract.scale != 1.0:
         x *= np.float32(contract.scale)
@@ -85,6 +93,11 @@ def to_input(canvas_bgr: np.ndarray, contract: ModelContract) -> np.ndarray:
     if contract.layout == "NCHW":
         x = x.transpose(2, 0, 1)
     return np.ascontiguousarray(x[None])
+
+
+def input_dtype(contract: ModelContract) -> type[np.generic]:
+    """The numpy dtype of the tensors `to_input` makes for `contract`."""
+    return np.uint8 if contract.input_dtype == "uint8" else np.float32
 
 
 def prepare(

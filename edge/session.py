@@ -13,12 +13,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge.contract import ModelContract, from_metadata
 from edge.errors import ModelError
 from edge.gate import check_model
+from edge.providers import (  # noqa: F401  (CPU, CUDA, TRT, PROVIDERS: kept importable from here)
+    CPU,
+    CUDA,
+    DEVICES,
+    NVIDIA,
+    PROVIDERS,
+    TRT,
+    WANTED,
+    capture_native_output,
+    diagnose,
+    preload_gpu_libraries,
+    short_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +56,19 @@ def quiet_ort() -> Iterator[None]:
             log.debug("onnxruntime: %s", buf.getvalue().strip())
 
 
-TRT = "TensorrtExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
-PROVIDERS = {"cpu": CPU, "cuda": CUDA, "tensorrt": TRT}  # --device name -> ONNX Runtime provider
-DEVICES = ("auto", *PROVIDERS)
-_WANTED = {
-    "auto": [TRT, CUDA, CPU],
-    "tensorrt": [TRT, CUDA, CPU],
-    "cuda": [CUDA, CPU],
-    "cpu": [CPU],
-}
-_SHORT = {provider: device for device, provider in PROVIDERS.items()}
+BINDINGS = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """How to run a model: `device` auto|cpu|cuda|tensorrt; TensorRT engine cache and fp16; threads."""
+    """How to run a model.
+
+    `device`: auto|cpu|cuda|tensorrt|openvino|coreml|directml. `bind`: IO binding with buffers on
+    the device that runs the model (auto: on GPU providers; on: everywhere, the CPU included).
+    `cuda_graph`: capture the model once as a CUDA graph and replay it (fixed-shape models on CUDA;
+    implies binding). `pinned`: with binding on CUDA, the input in page-locked host memory where
+    ORT offers it. TensorRT engine cache and fp16; threads; warm-up runs.
+    """
 
     device: str = "auto"
     strict_device: bool = False
@@ -66,6 +76,9 @@ class SessionOptions:
     trt_fp16: bool = True
     threads: int = 0  # 0: ONNX Runtime's default
     warmup: int = 2
+    bind: str = "auto"
+    cuda_graph: bool = False
+    pinned: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -74,6 +87,8 @@ class SessionOptions:
             raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.bind not in BINDINGS:
+            raise ValueError(f"--bind must be one of {', '.join(BINDINGS)}, got {self.bind!r}")
 
 
 class DeviceFallback(ModelError):
@@ -82,7 +97,7 @@ class DeviceFallback(ModelError):
 
 def _provider_list(options: SessionOptions, available: list[str]) -> list[str | tuple[str, dict]]:
     providers: list[str | tuple[str, dict]] = []
-    for name in _WANTED[options.device]:
+    for name in WANTED[options.device]:
         if name not in available:
             continue
         if name == TRT:
@@ -96,9 +111,89 @@ def _provider_list(options: SessionOptions, available: list[str]) -> list[str | 
                     trt_timing_cache_path=str(options.trt_cache),
                 )
             providers.append((name, trt))
+        elif name == CUDA and options.cuda_graph:
+            providers.append((name, {"enable_cuda_graph": "1"}))
         else:
             providers.append(name)
     return providers
+
+
+class DeviceBinding:
+    """IO binding with the input and outputs in buffers on `device` ('cpu' or 'cuda').
+
+    The input buffer is allocated once per shape and refilled in place (`update_inplace`), and
+    after the first run the outputs ORT allocated are bound back, so every later run reads and
+    writes the same addresses: what CUDA graph replay needs, and no allocation per frame.
+    With `pinned` (CUDA, no graph), the input lives in page-locked host memory where this ORT
+    build offers it (`OrtEpDevice.memory_info(HOST_ACCESSIBLE)`), so its copy to the GPU is a
+    DMA; `input_memory` says which memory it got.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        input_name: str,
+        output_names: list[str],
+        device: str,
+        pinned: bool = False,
+    ) -> None:
+        self.session = session
+        self.input_name = input_name
+        self.output_names = output_names
+        self.device = device
+        self.pinned = pinned and device == "cuda"
+        self.input_memory = device
+        self._binding = session.io_binding()
+        self._input: Any = None
+        self._outputs_fixed = False
+
+    def _new_input(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        import onnxruntime as ort
+
+        if self.pinned:
+            info = _host_accessible_memory(CUDA)
+            if info is not None:
+                with contextlib.suppress(Exception):  # an allocator this build lacks
+                    value = ort.OrtValue.ortvalue_from_shape_and_type(
+                        shape, dtype, memory_info=info
+                    )
+                    self.input_memory = "pinned host"
+                    return value
+        self.input_memory = self.device
+        return ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, self.device, 0)
+
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+
+        b = self._binding
+        if self._input is None or tuple(self._input.shape()) != tensor.shape:
+            self._input = self._new_input(tensor.shape, tensor.dtype)
+            b.bind_ortvalue_input(self.input_name, self._input)
+            b.clear_binding_outputs()
+            for name in self.output_names:
+                b.bind_output(name, self.device, 0)
+            self._outputs_fixed = False
+        self._input.update_inplace(np.ascontiguousarray(tensor))
+        self.session.run_with_iobinding(b)
+        outputs = b.get_outputs()
+        if not self._outputs_fixed:
+            for name, value in zip(self.output_names, outputs, strict=True):
+                b.bind_ortvalue_output(name, value)
+            self._outputs_fixed = True
+        # Copies: the next run overwrites the bound buffers.
+        return [np.array(v.numpy(), copy=True) for v in outputs]
+
+
+def _host_accessible_memory(provider: str) -> Any:
+    """The page-locked host memory of `provider`'s device, where this ORT build exposes it."""
+    import onnxruntime as ort
+
+    if not hasattr(ort, "get_ep_devices") or not hasattr(ort, "OrtDeviceMemoryType"):
+        return None
+    for ep_device in ort.get_ep_devices():
+        if ep_device.ep_name == provider:
+            with contextlib.suppress(Exception):
+                return ep_device.memory_info(ort.OrtDeviceMemoryType.HOST_ACCESSIBLE)
+    return None
 
 
 class ModelSession:
@@ -118,9 +213,11 @@ class ModelSession:
             so.intra_op_num_threads = self.options.threads
         available = ort.get_available_providers()
         wanted = _provider_list(self.options, available)
+        names = [p if isinstance(p, str) else p[0] for p in wanted]
+        native = preload_gpu_libraries() if any(n in NVIDIA for n in names) else ""
         started = time.perf_counter()
         try:
-            with quiet_ort():
+            with capture_native_output() as captured:
                 self._session = ort.InferenceSession(
                     str(self.path), sess_options=so, providers=wanted
                 )
@@ -131,7 +228,9 @@ class ModelSession:
             ) from None
         self.load_seconds = time.perf_counter() - started
         self.providers: list[str] = list(self._session.get_providers())
-        self.requested = [p if isinstance(p, str) else p[0] for p in wanted]
+        self.requested = names
+        self.native_log = native + "\n".join(captured)
+        self.fallback_reason = ""
         meta = self._session.get_modelmeta().custom_metadata_map
         self.contract: ModelContract = from_metadata(meta, source=f"model {self.path}")
         inputs = self._session.get_inputs()
@@ -139,30 +238,47 @@ class ModelSession:
             raise ModelError(f"model {self.path}: expected one image input, found {len(inputs)}")
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in self._session.get_outputs()]
-        self._check_device()
+        self._check_device(available)
         # The gate refuses, in one line and before any source opens, what cannot be fed or decoded.
         self.check = check_model(self._session, self.contract, f"model {self.path}")
         self.contract = self.check.contract
         self.input_shape = list(self.check.input_shape)
-        self._binding = None
-        if self.device != "cpu":
-            self._binding = self._session.io_binding()
+        self.input_dtype = self.check.input_dtype  # float32, float16 or uint8
+        self.binding: DeviceBinding | None = None
+        on_gpu = self.device in ("cuda", "tensorrt")
+        if (
+            self.options.bind == "on"
+            or self.options.cuda_graph
+            or (self.options.bind == "auto" and on_gpu)
+        ):
+            where = "cuda" if on_gpu else "cpu"
+            pinned = (
+                self.options.pinned and not self.options.cuda_graph
+            )  # graphs need device memory
+            self.binding = DeviceBinding(
+                self._session, self.input_name, self.output_names, where, pinned
+            )
 
     @property
     def device(self) -> str:
-        """The provider that actually runs the model: tensorrt, cuda or cpu."""
-        return _SHORT.get(self.providers[0], self.providers[0])
+        """The provider that actually runs the model: tensorrt, cuda, openvino, ... or cpu."""
+        return short_name(self.providers[0])
 
     @property
     def fell_back(self) -> bool:
-        """True when a GPU provider was asked for (explicitly) and the CPU runs instead."""
-        return self.options.device in ("cuda", "tensorrt") and self.device == "cpu"
+        """True when an accelerator was asked for (explicitly) and the CPU runs instead."""
+        return self.options.device not in ("auto", "cpu") and self.device == "cpu"
 
-    def _check_device(self) -> None:
+    def _check_device(self, available: list[str]) -> None:
         want = self.options.device
         if want == "cpu" or self.device == want or (want == "auto" and self.device != "cpu"):
             return
-        msg = f"asked for --device {want} but ONNX Runtime runs {self.device} (providers: {', '.join(self.providers)})"
+        first = WANTED[want][0]
+        self.fallback_reason = diagnose(first, self.native_log, available)
+        msg = (
+            f"asked for --device {want} but ONNX Runtime runs {self.device}: "
+            f"{short_name(first)} did not start ({self.fallback_reason})"
+        )
         if self.options.strict_device and want != "auto":
             raise DeviceFallback(msg + "; drop --strict-device to fall back")
         if want != "auto":
@@ -185,24 +301,23 @@ class ModelSession:
         return (640, 640)
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
-        """One inference. On GPU providers the input is bound once (no extra host copy)."""
-        if tensor.dtype != self.check.input_dtype:  # float16 inputs; uint8 ones fed float pixels
-            tensor = tensor.astype(self.check.input_dtype)
-        if self._binding is None:
+        """One inference; with binding, through buffers on the device (see `DeviceBinding`).
+
+        The model's input dtype rules: a tensor of another dtype (a warm-up buffer of float
+        zeros for a uint8 model) is converted.
+        """
+        if tensor.dtype != self.input_dtype:
+            tensor = tensor.astype(self.input_dtype)
+        if self.binding is None:
             return self._session.run(None, {self.input_name: tensor})
-        b = self._binding
-        b.bind_cpu_input(self.input_name, tensor)
-        for name in self.output_names:
-            b.bind_output(name)
-        self._session.run_with_iobinding(b)
-        return b.copy_outputs_to_cpu()
+        return self.binding.run(tensor)
 
     def warm_up(self, imgsz: tuple[int, int], runs: int | None = None) -> float:
         """Run zeros through the model so the first timed frame pays no start-up cost; seconds spent."""
         n = self.options.warmup if runs is None else runs
         h, w = imgsz
         shape = (1, 3, h, w) if self.contract.layout == "NCHW" else (1, h, w, 3)
-        x = np.zeros(shape, np.float32)
+        x = np.zeros(shape, self.input_dtype)
         started = time.perf_counter()
         for _ in range(n):
             self.run(x)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -118,10 +119,13 @@ def main() -> None:
     p.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--live", type=float, metavar="FPS", help="pace each stream at this FPS")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads")
+    p.add_argument("--device", default="cpu", help="ONNX Runtime device (default cpu)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
     args = p.parse_args()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or workload_model(Path(tmp) / "workload.onnx")
-        session = ModelSession(model, SessionOptions(device="cpu", threads=args.threads))
+        session = ModelSession(model, SessionOptions(device=args.device, threads=args.threads))
         session.warm_up(session.input_size(), 5)
         print(f"model {model.name}, input {session.input_shape}, {args.frames} frames per stream, "
               + (f"live at {args.live:g} FPS" if args.live else "as fast as frames come"))  # fmt: skip
@@ -132,11 +136,14 @@ def main() -> None:
             modes = (["loop"] if n == 1 else []) + ["batched", "per-frame"]
             for mode in modes:
                 r = run_once(session, n, mode, args.frames, args.live)
+                rows.append(r)
                 print(
                     f"{r['streams']:>7} {r['mode']:<9} {r['frames']:>6} {r['wall_s']:>7.2f} "
                     f"{r['fps']:>9.1f} {r['per_stream']:>10.1f} {r['calls']:>6} {r['batch']:>5.1f} "
                     f"{r['inf_ms']:>8.2f} {r['p50']:>8.1f} {r['p95']:>8.1f}"
                 )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

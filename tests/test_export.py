@@ -114,9 +114,13 @@ def test_fp32_round_trip_parity_metadata_and_detector(tiny_keras: Path, tmp_path
     assert [o.name for o in model.graph.output] == ["boxes", "scores"]
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, IMGSZ, IMGSZ, 3]
+    # edge's own models take the letterboxed uint8 BGR image; the graph pre-processes inside
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     contract = from_metadata(_meta(out))
     assert contract.names == CLASS_NAMES and contract.imgsz == (IMGSZ, IMGSZ)
-    assert contract.layout == "NHWC" and contract.color == "RGB" and contract.scale == 1.0
+    assert contract.input_dtype == "uint8" and contract.layout == "NHWC"
+    assert contract.color == "BGR" and contract.scale == 1.0
+    assert contract.extra["edge.preprocess"].startswith("in graph: uint8 BGR NHWC -> RGB NHWC")
     extra = contract.extra
     assert extra["edge.precision"] == "fp32" and extra["edge.backbone"] == "tiny"
     assert extra["edge.version"] == __import__("edge").__version__
@@ -140,6 +144,17 @@ def test_fp32_round_trip_parity_metadata_and_detector(tiny_keras: Path, tmp_path
     if not tensorrt_available()[0]:
         assert "not available" in result.trt and not (tmp_path / "trt").exists()
     assert not _leftovers(tmp_path)
+
+    # --input float32: the old float graph, normalised on the host, finds the same objects
+    old = tmp_path / "float.onnx"
+    export_model(src, old, ExportOptions(input="float32", **FAST))
+    float_model = onnx.load(str(old))
+    assert float_model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert from_metadata(_meta(old)).input_dtype == "float32"
+    assert "input_dtype" not in _meta(old)
+    got = Detector(old, device="cpu").detect(frame, conf=0.001)
+    np.testing.assert_allclose(got.xyxy, ours.xyxy, atol=1e-3)
+    np.testing.assert_allclose(got.score, ours.score, atol=1e-4)
 
 
 def test_fp16_int8_dynamic_batch_new_size_with_a_dataset(tiny_keras: Path, tmp_path: Path) -> None:
@@ -167,9 +182,12 @@ def test_fp16_int8_dynamic_batch_new_size_with_a_dataset(tiny_keras: Path, tmp_p
         assert _meta(v.path)["edge.batch"] == "dynamic"
         model = onnx.load(str(v.path))
         onnx.checker.check_model(model)
-        for value in (*model.graph.input, *model.graph.output):  # float32 in and out
-            assert value.type.tensor_type.elem_type == TensorProto.FLOAT
+        (image,) = model.graph.input  # uint8 in (every precision), float32 out
+        assert image.type.tensor_type.elem_type == TensorProto.UINT8
+        for value in (*model.graph.input, *model.graph.output):
             assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
+        for value in model.graph.output:
+            assert value.type.tensor_type.elem_type == TensorProto.FLOAT
         assert v.metrics is not None and np.isfinite(v.metrics.map50)
     fp32, fp16, int8 = (onnx.load(str(p)) for p in paths)
     assert any(t.data_type == TensorProto.FLOAT16 for t in fp16.graph.initializer)
@@ -182,7 +200,7 @@ def test_fp16_int8_dynamic_batch_new_size_with_a_dataset(tiny_keras: Path, tmp_p
     fp32_map, keras_map = result.variants[0].metrics, result.keras_metrics
     assert fp32_map.map50_95 == pytest.approx(keras_map.map50_95, abs=1e-3)
     session = ort.InferenceSession(str(paths[0]), providers=["CPUExecutionProvider"])
-    boxes, scores = session.run(None, {"images": np.zeros((3, 96, 128, 3), np.float32)})
+    boxes, scores = session.run(None, {"images": np.zeros((3, 96, 128, 3), np.uint8)})
     assert boxes.shape == (3, 252, 4) and scores.shape == (3, 252, len(CLASS_NAMES))
     assert not _leftovers(tmp_path)
 
@@ -308,6 +326,7 @@ def test_strict_tensorrt_fails_before_converting(tiny_keras: Path, tmp_path: Pat
     ("kwargs", "match"),
     [
         ({"opset": 12}, "--opset must be in"),
+        ({"input": "float16"}, "--input must be one of"),
         ({"opset": MAX_OPSET + 1}, "--opset must be in"),
         ({"precisions": ("fp8",)}, "--precision must be among"),
         ({"precisions": ()}, "at least one"),

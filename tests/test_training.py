@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import subprocess
 import sys
@@ -113,7 +114,22 @@ def test_a_nan_loss_stops_training_with_an_edge_error(
     assert not (tmp_path / "last.keras").exists()
 
 
-def test_fine_tuning_from_a_detector_with_other_classes(toy: Dataset, tmp_path: Path) -> None:
+def test_feed_clock_rates() -> None:
+    from edge.training.feed import FeedClock
+
+    clock = FeedClock(workers=4)
+    assert clock.take() == (0, 0.0) and clock.steps_per_s(0.0) == 0.0
+    for seconds in (0.1, 0.3):
+        clock.add(seconds)
+    built, mean = clock.take()
+    assert built == 2 and mean == pytest.approx(0.2)
+    assert clock.steps_per_s(mean) == pytest.approx(20.0)  # 4 workers, 0.2 s a batch
+    assert clock.take() == (0, 0.0)  # reset each epoch
+
+
+def test_fine_tuning_from_a_detector_with_other_classes(
+    toy: Dataset, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     build_detector(toy.names, 64, "tiny").save(tmp_path / "first.keras")
     source = load_detector(tmp_path / "first.keras")
     three = type(toy)(toy.root, toy.format, ("red", "green", "blue"), toy.train, toy.val)
@@ -126,7 +142,10 @@ def test_fine_tuning_from_a_detector_with_other_classes(toy: Dataset, tmp_path: 
     options = TINY.but(
         epochs=2, init=str(tmp_path / "first.keras"), freeze_backbone_epochs=1, imgsz=96
     )
-    train(three, tmp_path / "b", options, callbacks=[Watch()])
+    with caplog.at_level(logging.INFO, logger="edge.training"):
+        train(three, tmp_path / "b", options, callbacks=[Watch()])
+    rates = [r.getMessage() for r in caplog.records if " it/s (" in r.getMessage()]
+    assert len(rates) == 2 and all("feed" in m and "workers" in m for m in rates)  # each epoch
     for a, b in zip(seen[0], source.backbone.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # frozen for the first epoch
     assert any(not np.array_equal(a, b) for a, b in zip(seen[1], seen[0], strict=True))

@@ -61,6 +61,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fp32, fp16 (for GPUs), int8 (static QDQ); several, comma-separated: the first goes "
         "to OUT.onnx, the others to OUT_<precision>.onnx",
     )
+    p.add_argument(
+        "--input",
+        choices=("uint8", "float32"),
+        default="uint8",
+        help="uint8 (default): the graph takes the letterboxed uint8 BGR image and casts, "
+        "normalises and lays it out inside (4x fewer bytes to the device, no float work on the "
+        "host); float32: the host normalises (older edge versions read only this)",
+    )
     data = p.add_argument_group("verification and calibration")
     data.add_argument(
         "--calib-data",
@@ -114,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
         trt_fp16=not args.no_trt_fp16,
         strict=args.strict,
         seed=args.seed,
+        input=args.input,
     )
     output = args.output or args.model.with_suffix(".onnx")
     result = export_model(args.model, output, options)

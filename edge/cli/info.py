@@ -22,7 +22,7 @@ def main(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
     from edge import __version__
-    from edge.machine import gpus, provider_check
+    from edge.machine import gpus
 
     print(f"edge {__version__}")
     print(
@@ -31,9 +31,20 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"numpy {np.__version__}, opencv {cv2.__version__}, onnxruntime {ort.__version__} ({ort.get_device()})"
     )
-    print("execution providers (compiled in -> does a session really run on it?):")
-    for name, state in provider_check().items():
-        print(f"  {name:<28} {state}")
+    from edge.providers import PACKAGE, jetson, probe
+
+    print(
+        "execution providers (compiled into this build / a session really starts on it / why not):"
+    )
+    for name in PACKAGE:
+        print(f"  {name:<28} {probe(name).describe()}")
+    board = jetson()
+    if board is not None:
+        print(f"Jetson: {board.model} ({board.release})")
+        for item in board.missing:
+            print(f"  missing: {item}")
+        if not board.missing:
+            print("  CUDA provider and OpenCV with GStreamer present")
     found = gpus()
     print(
         "GPUs: " + ("; ".join(found) if found else "none visible (nvidia-smi absent or lists none)")

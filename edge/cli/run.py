@@ -17,6 +17,7 @@ from edge.bundled import bundled_model
 from edge.cli import run_analytics
 from edge.cli.argtypes import fraction, imgsz, non_negative_float, positive_float, positive_int
 from edge.errors import EdgeError, ModelError
+from edge.providers import DEVICES
 
 if TYPE_CHECKING:
     from edge.loop import Loop, LoopResult
@@ -108,8 +109,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mod.add_argument(
         "--device",
         default="auto",
-        choices=("auto", "cpu", "cuda", "tensorrt"),
-        help="execution provider; auto tries TensorRT, CUDA, then CPU",
+        choices=DEVICES,
+        help="execution provider; auto tries TensorRT, CUDA, OpenVINO, DirectML, CoreML, then CPU",
     )
     mod.add_argument(
         "--strict-device", action="store_true", help="fail instead of falling back to the CPU"

@@ -89,6 +89,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=lambda t: _count(t, 1), default=4, help="decode threads")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--devices", type=lambda t: _count(t, 1), help="use N devices (default all)")
+    p.add_argument(
+        "--model-parallel",
+        type=lambda t: _count(t, 1),
+        default=1,
+        metavar="N",
+        help="JAX: shard the weights over N devices (a (devices/N, N) batch x model mesh), "
+        "for a backbone or input size too large for one device",
+    )
     p.add_argument("--lr", type=_positive, default=2e-3, help="peak learning rate (AdamW)")
     p.add_argument(
         "--width",
@@ -134,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
         workers=args.workers,
         seed=args.seed,
         devices=args.devices,
+        model_parallel=args.model_parallel,
         lr=args.lr,
         width=args.width,
         augment=Augment.off() if args.no_augment else Augment(),

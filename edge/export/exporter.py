@@ -19,7 +19,7 @@ from typing import Any
 
 from edge.contract import ModelContract
 from edge.errors import EdgeError, ModelError
-from edge.export import convert, images, metadata, quantize, trt, verify
+from edge.export import convert, images, metadata, quantize, trt, uint8_input, verify
 from edge.export.options import TOLERANCES, ExportOptions, Tolerance
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class ExportResult:
     keras_metrics: Any = None
     trt: str | None = None
     seconds: float = 0.0
+    input: str = "float32"  # what the files take: uint8 (pre-processing in the graph) or float32
 
 
 def output_paths(output: Path, precisions: Sequence[str]) -> list[Path]:
@@ -115,6 +116,7 @@ def export_model(
         keras_metrics=keras_metrics,
         trt=_tensorrt_caches(trt_state, reports, options),
         seconds=time.perf_counter() - started,
+        input=options.input,
     )
 
 
@@ -144,6 +146,9 @@ def _variant(
     contract = metadata.export_contract(
         loaded.contract, loaded.config, provenance, precision, options.batch
     )
+    if options.input == "uint8":  # after quantising: calibration runs the float graph
+        proto = uint8_input.with_uint8_input(proto, contract)
+        contract = uint8_input.uint8_contract(contract)
     proto = metadata.with_metadata(proto, contract)
     onnx.checker.check_model(proto)
     staged = stage / target.name
@@ -155,7 +160,8 @@ def _variant(
         return report
     parity = None
     if reference is not None:
-        got = verify.onnx_outputs(session, pictures.tensors, options.dynamic_batch)
+        fed = pictures.inputs_for(contract)
+        got = verify.onnx_outputs(session, fed, options.dynamic_batch)
         parity = verify.compare(reference, got)
         if not parity.within(tolerance, contract.imgsz):
             raise verify.VerificationError(
@@ -166,7 +172,8 @@ def _variant(
     metrics = None
     if _can_map(contract, pictures):
         metrics = verify.onnx_map(session, pictures.eval_samples, pictures.names)
-    latency = verify.median_latency_ms(session, pictures.tensors[0], options.latency_runs)
+    first = pictures.inputs_for(contract)[0]
+    latency = verify.median_latency_ms(session, first, options.latency_runs)
     return VariantReport(precision, target, report.size_bytes, latency, tolerance, parity, metrics)
 
 

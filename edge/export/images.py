@@ -36,12 +36,19 @@ class ImageSource:
 
 @dataclass(frozen=True, eq=False)
 class ExportImages:
-    """Prepared inputs ([1, H, W, 3] float32 each), what they are, and the samples for mAP."""
+    """Prepared inputs ([1, H, W, 3] float32 each, as Keras takes them), the same letterboxed
+    images as uint8 BGR ([1, H, W, 3]: what a uint8-input export takes), what they are, and the
+    samples for mAP."""
 
     tensors: tuple[np.ndarray, ...]
     description: str
     eval_samples: tuple[Sample, ...] = ()  # the dataset's val split
     names: tuple[str, ...] = ()  # the dataset's classes
+    canvases: tuple[np.ndarray, ...] = ()
+
+    def inputs_for(self, contract: ModelContract) -> tuple[np.ndarray, ...]:
+        """What a model with `contract` is fed: the uint8 canvases or the float tensors."""
+        return self.canvases if contract.input_dtype == "uint8" else self.tensors
 
 
 def open_source(path: Path | None) -> ImageSource:
@@ -80,8 +87,6 @@ def export_images(
     seed: int = 0,
 ) -> ExportImages:
     """`count` prepared images from `source`, spread over it; synthetic 4:3 frames without one."""
-    from edge.preprocess import prepare
-
     size = contract.imgsz
     if source.dataset is not None:
         ds = source.dataset
@@ -89,23 +94,43 @@ def export_images(
         chosen = [samples[i] for i in _spread(len(samples), count)]
         images = [_read(s.image_path) for s in chosen]
         val = ds.val or ds.train
+        tensors, canvases = _prepared(images, contract)
         return ExportImages(
-            tensors=tuple(prepare(img, contract, size)[0] for img in images),
+            tensors=tensors,
             description=f"{len(images)} images of {source.path}",
             eval_samples=val[:eval_images] if eval_images else val,
             names=ds.names,
+            canvases=canvases,
         )
     if source.files:
         chosen_files = [source.files[i] for i in _spread(len(source.files), count)]
-        tensors = tuple(prepare(_read(p), contract, size)[0] for p in chosen_files)
-        return ExportImages(tensors, f"{len(tensors)} images of {source.path}")
+        tensors, canvases = _prepared([_read(p) for p in chosen_files], contract)
+        return ExportImages(tensors, f"{len(tensors)} images of {source.path}", canvases=canvases)
     from edge.synthetic import render_still
 
     h, w = size
     # Frames larger than the input and of another aspect, so the letterbox scales and pads.
     frames = [render_still(seed + i, max(16, w * 2), max(16, h * 3 // 2)) for i in range(count)]
-    tensors = tuple(prepare(f.image, contract, size)[0] for f in frames)
-    return ExportImages(tensors, f"{count} synthetic frames ({w * 2}x{h * 3 // 2}, seed {seed})")
+    tensors, canvases = _prepared([f.image for f in frames], contract)
+    return ExportImages(
+        tensors,
+        f"{count} synthetic frames ({w * 2}x{h * 3 // 2}, seed {seed})",
+        canvases=canvases,
+    )
+
+
+def _prepared(
+    images: list[np.ndarray], contract: ModelContract
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Letterbox each image once: the float tensor Keras takes and the uint8 BGR canvas."""
+    from edge.preprocess import letterbox, to_input
+
+    tensors, canvases = [], []
+    for image in images:
+        canvas, _ = letterbox(image, contract.imgsz)
+        tensors.append(to_input(canvas, contract))
+        canvases.append(np.ascontiguousarray(canvas[None]))
+    return tuple(tensors), tuple(canvases)
 
 
 def _spread(total: int, count: int) -> list[int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BATCHES = ("1", "dynamic")
+INPUTS = ("uint8", "float32")  # uint8: pre-processing inside the graph (edge.export.uint8_input)
 # 13 is the first opset with per-channel QuantizeLinear/DequantizeLinear (int8 export) and the
 # ops tf2onnx emits for our heads; 18 is the newest opset tf2onnx 1.17 maps to an ONNX IR version
 # (a test checks this against the installed tf2onnx).
@@ -60,7 +61,9 @@ class ExportOptions:
     COCO or VOC: gives mAP too) or a folder of images; None renders synthetic frames. `calib_images`
     images calibrate int8 and check parity; mAP uses the dataset's val split, at most
     `eval_images` of it (None: all). `trt_cache` pre-builds TensorRT engines there when a GPU with
-    TensorRT is present; `strict` makes its absence an error.
+    TensorRT is present; `strict` makes its absence an error. `input` uint8 (the default) makes
+    the graph take the letterboxed uint8 BGR image and pre-process it inside; float32 keeps the
+    host-normalised float input.
     """
 
     imgsz: tuple[int, int] | None = None
@@ -76,10 +79,13 @@ class ExportOptions:
     trt_fp16: bool = True
     strict: bool = False
     seed: int = 0
+    input: str = "uint8"
 
     def __post_init__(self) -> None:
         if self.batch not in BATCHES:
             raise ValueError(f"--batch must be 1 or dynamic, got {self.batch!r}")
+        if self.input not in INPUTS:
+            raise ValueError(f"--input must be one of {', '.join(INPUTS)}, got {self.input!r}")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ValueError(
                 f"--opset must be in [{MIN_OPSET}, {MAX_OPSET}] (what tf2onnx converts and int8 "

@@ -23,9 +23,13 @@ HEADER = (
 def format_report(result: ExportResult) -> str:
     c = result.contract
     shape = ", ".join(str(d) for d in result.input_shape)
+    if result.input == "uint8":
+        given = f"uint8 NHWC BGR (cast and {c.color} {c.layout} 0..255 inside the graph)"
+    else:
+        given = f"float32 {c.layout} {c.color} 0..255"
     lines = [
         f"{result.source.name}: {result.converter}, opset {result.opset}; input images "
-        f"[{shape}] float32 {c.layout} {c.color} 0..255; outputs boxes [N={result.anchors}, 4] "
+        f"[{shape}] {given}; outputs boxes [N={result.anchors}, 4] "
         f"xyxy px and scores [N, {c.num_classes}]; classes {', '.join(c.names)}",
         f"verified against Keras on {result.images}, letterboxed as `edge run` does"
         if result.verified

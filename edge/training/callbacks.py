@@ -48,8 +48,14 @@ class EpochEnd(keras.callbacks.Callback):
         epochs: int,
         best: float = -math.inf,
         writes: bool = True,
+        clock: Any = None,
+        batch_size: int = 0,
     ) -> None:
         super().__init__()
+        self.clock = clock  # edge.training.feed.FeedClock: the feed's rate beside the step's
+        self.batch_size = batch_size
+        self._steps = 0
+        self._train_ns = 0
         self.out = out
         self.twin = twin
         self.validator = validator
@@ -66,8 +72,11 @@ class EpochEnd(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch
         self._start_ns = time.perf_counter_ns()
+        self._steps = 0
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._steps += 1
+        self._train_ns = time.perf_counter_ns() - self._start_ns  # up to the last step, no val
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss) and self.nan_at is None:
             self.nan_at = (self.epoch, batch, loss)
@@ -113,6 +122,26 @@ class EpochEnd(keras.callbacks.Callback):
             append_row(self.out / RESULTS_FILE, epoch, logs, self._epoch_ns[-1] / 1e9)
             save_state(self.out / STATE_FILE, state)
         self._log(epoch, logs, improved)
+        self._log_rates(epoch)
+
+    def _log_rates(self, epoch: int) -> None:
+        """Steps/s of training (first epoch: compilation included) beside the feed's capacity."""
+        if self.clock is None or not self._steps or not self._train_ns:
+            return
+        built, mean_s = self.clock.take()
+        step_rate = self._steps / (self._train_ns / 1e9)
+        feed_rate = self.clock.steps_per_s(mean_s)
+        log.info(
+            "epoch %d  step %.2f it/s (%.0f images/s)  feed %.2f it/s (%d workers, %.1f ms a "
+            "batch)%s",
+            epoch + 1,
+            step_rate,
+            step_rate * self.batch_size,
+            feed_rate,
+            self.clock.workers,
+            mean_s * 1e3,
+            "  the feed is the bottleneck: more --workers" if 0 < feed_rate < step_rate else "",
+        )
 
     def _log(self, epoch: int, logs: dict[str, Any], improved: bool) -> None:
         left = (self.epochs - epoch - 1) * sum(self._epoch_ns) / len(self._epoch_ns) / 1e9

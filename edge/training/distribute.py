@@ -1,4 +1,5 @@
-"""Where training runs: one device, MirroredStrategy (TensorFlow) or DataParallel (JAX).
+"""Where training runs: one device, MirroredStrategy (TensorFlow), DataParallel or ModelParallel
+(JAX: weights sharded over a (batch, model) device mesh, for models too large for one device).
 
 Several visible accelerators are used together by default; `devices` caps the count. With no
 accelerator, the visible CPU devices form the pool (one, unless split for testing). JAX also
@@ -66,9 +67,22 @@ def place(
     coordinator: str | None = None,
     num_processes: int = 1,
     process_id: int = 0,
+    model_parallel: int = 1,
+    weight_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> Placement:
-    """Pick the devices for this run and set up their distribution (call before building)."""
+    """Pick the devices for this run and set up their distribution (call before building).
+
+    `model_parallel` N > 1 (JAX): the devices form a (devices / N, N) mesh of axes (batch,
+    model); the batch is split over the first, and each kernel in `weight_shapes` (variable path
+    -> shape, from a model built the same way) whose output channels divide by N over the second.
+    """
     backend = keras.backend.backend()
+    if model_parallel > 1:
+        if backend != "jax" or num_processes > 1:
+            raise EdgeError(
+                "--model-parallel needs the JAX backend (KERAS_BACKEND=jax), one process"
+            )
+        return _place_model_parallel(devices, model_parallel, weight_shapes or {})
     if backend == "jax":
         return _place_jax(devices, coordinator, num_processes, process_id)
     if coordinator is not None or num_processes > 1:
@@ -111,6 +125,51 @@ def _place_jax(
         keras.distribution.set_distribution(distribution)
     log.info("jax: training on %d device(s): %s", len(chosen), ", ".join(map(str, chosen)))
     return Placement("jax", tuple(map(str, chosen)), accelerator, None, process_id, num_processes)
+
+
+def _place_model_parallel(
+    devices: int | None, parts: int, weight_shapes: dict[str, tuple[int, ...]]
+) -> Placement:
+    try:
+        pool, accelerator = list(keras.distribution.list_devices("gpu")), True
+    except RuntimeError:
+        pool, accelerator = [], False
+    if not pool:
+        pool, accelerator = list(keras.distribution.list_devices("cpu")), False
+    chosen = _choose(pool, devices, "gpu" if accelerator else "cpu")
+    if len(chosen) % parts:
+        raise EdgeError(
+            f"--model-parallel {parts} must divide the {len(chosen)} devices (use --devices)"
+        )
+    mesh = keras.distribution.DeviceMesh(
+        (len(chosen) // parts, parts), ["batch", "model"], devices=chosen
+    )
+    layout = layout_map(mesh, weight_shapes)
+    keras.distribution.set_distribution(
+        keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+    )
+    log.info(
+        "jax: model parallel over a %dx%d (batch, model) mesh; %d of %d weights sharded",
+        len(chosen) // parts,
+        parts,
+        len(layout),
+        len(weight_shapes),
+    )
+    return Placement("jax", tuple(map(str, chosen)), accelerator)
+
+
+def layout_map(mesh: Any, weight_shapes: dict[str, tuple[int, ...]]) -> Any:
+    """Kernels (conv 4-D, dense 2-D) split on their output channels over the mesh's `model` axis
+    where those divide evenly; everything else (biases, BatchNorm, depthwise kernels) replicated.
+    Exact variable paths, so no pattern can match two rules."""
+    parts = mesh.shape[list(mesh.axis_names).index("model")]
+    layout = keras.distribution.LayoutMap(mesh)
+    for path, shape in weight_shapes.items():
+        if not path.endswith("kernel") or "depthwise" in path or len(shape) not in (2, 4):
+            continue
+        if shape[-1] % parts == 0 and shape[-1] >= parts:
+            layout[path] = (None,) * (len(shape) - 1) + ("model",)
+    return layout
 
 
 def _by_process(pool: list[str], kind: str) -> list[list[str]]:

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import keras
 import numpy as np
 
 from edge.data.batches import TrainBatches
+
+
+class FeedClock:
+    """Seconds each batch took to build (decode, augment), over the worker threads: how fast the
+    feed could go, to set beside how fast the training step goes."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(workers, 1)
+        self._seconds: list[float] = []
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds.append(seconds)
+
+    def take(self) -> tuple[int, float]:
+        """(batches built, their mean build seconds) since the last call."""
+        with self._lock:
+            done, self._seconds = self._seconds, []
+        return len(done), (sum(done) / len(done) if done else 0.0)
+
+    def steps_per_s(self, mean_seconds: float) -> float:
+        """Batches per second the workers can build together (0 when nothing was measured)."""
+        return self.workers / mean_seconds if mean_seconds > 0 else 0.0
 
 
 class Feed(keras.utils.PyDataset):
@@ -24,6 +50,7 @@ class Feed(keras.utils.PyDataset):
         mosaic_until: int | None = None,
         workers: int = 4,
         max_queue_size: int = 8,
+        clock: FeedClock | None = None,
     ) -> None:
         super().__init__(
             workers=max(workers, 1), use_multiprocessing=False, max_queue_size=max_queue_size
@@ -31,13 +58,18 @@ class Feed(keras.utils.PyDataset):
         self.batches = batches
         self.epoch = epoch
         self.mosaic_until = mosaic_until
+        self.clock = clock
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         mosaic = self.mosaic_until is None or self.epoch < self.mosaic_until
-        return self.batches.batch(self.epoch, index, mosaic=mosaic)
+        started = time.perf_counter()
+        batch = self.batches.batch(self.epoch, index, mosaic=mosaic)
+        if self.clock is not None:
+            self.clock.add(time.perf_counter() - started)
+        return batch
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -70,8 +102,6 @@ def benchmark_feed(batches: TrainBatches, *, steps: int = 20, workers: int = 4) 
 
     Runs as many epochs as `steps` needs, so epoch ends (and the feed's restarts) are counted.
     """
-    import time
-
     model = NoOp()
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.fit(Feed(batches, workers=workers), epochs=1, steps_per_epoch=1, verbose=0)  # trace

@@ -134,7 +134,11 @@ class _Run:
 
         mosaic_until = max(self.options.epochs - self.options.close_mosaic, 0)
         return Feed(
-            self.batches, epoch=epoch, mosaic_until=mosaic_until, workers=self.options.workers
+            self.batches,
+            epoch=epoch,
+            mosaic_until=mosaic_until,
+            workers=self.options.workers,
+            clock=self.epoch_end.clock,
         )
 
 
@@ -148,14 +152,21 @@ def _setup(
     from edge.training.callbacks import RESULTS_FILE, EpochEnd, truncate_rows
     from edge.training.checkpoint import remove_stale_temps, write_text
     from edge.training.distribute import place, set_precision
+    from edge.training.feed import FeedClock
     from edge.training.optimizer import build_optimizer, schedule_of
     from edge.training.validate import Validator
 
+    shapes = None
+    if options.model_parallel > 1:  # the layout map needs every weight's path and shape
+        shapes = {v.path: tuple(v.shape) for v in _model(dataset.names, options, state).weights}
+        keras.utils.clear_session()  # the real model gets the same layer names again
     placement = place(
         options.devices,
         coordinator=options.coordinator,
         num_processes=options.num_processes,
         process_id=options.process_id,
+        model_parallel=options.model_parallel,
+        weight_shapes=shapes,
     )
     precision = set_precision(options.precision, placement)
     keras.utils.set_random_seed(options.seed)
@@ -225,6 +236,8 @@ def _setup(
         epochs=options.epochs,
         best=state.best if state is not None else -math.inf,
         writes=writes,
+        clock=FeedClock(options.workers),
+        batch_size=options.batch,
     )
     if state is not None and writes:
         truncate_rows(out / RESULTS_FILE, state.epoch)

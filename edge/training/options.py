@@ -53,6 +53,7 @@ class TrainOptions:
     coordinator: str | None = None
     num_processes: int = 1
     process_id: int = 0
+    model_parallel: int = 1
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -69,6 +70,8 @@ class TrainOptions:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.devices is not None and self.devices < 1:
             raise ValueError(f"devices must be >= 1, got {self.devices}")
+        if self.model_parallel < 1:
+            raise ValueError(f"model_parallel must be >= 1, got {self.model_parallel}")
         if not self.lr > 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("lr must be > 0, weight_decay and warmup_epochs >= 0")
         if self.num_processes < 1 or not 0 <= self.process_id < self.num_processes:

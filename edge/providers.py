@@ -1,0 +1,269 @@
+"""ONNX Runtime execution providers: which `--device` asks for which, and why one does not start.
+
+ONNX Runtime lists CUDA and TensorRT on a machine without a GPU and then quietly runs on the CPU,
+logging the real reason (a missing library, a driver too old) in a coloured C++ log line. Here that
+text is captured while a session starts and turned into one line that names the cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+OPENVINO = "OpenVINOExecutionProvider"
+COREML = "CoreMLExecutionProvider"
+DML = "DmlExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+# --device -> providers in order of preference (CPU last, so a model always runs).
+WANTED: dict[str, list[str]] = {
+    "auto": [TRT, CUDA, OPENVINO, DML, COREML, CPU],
+    "cpu": [CPU],
+    "cuda": [CUDA, CPU],
+    "tensorrt": [TRT, CUDA, CPU],
+    "openvino": [OPENVINO, CPU],
+    "coreml": [COREML, CPU],
+    "directml": [DML, CPU],
+}
+DEVICES = tuple(WANTED)
+# --device name -> the one provider it names (its first choice); and back.
+PROVIDERS = {device: wanted[0] for device, wanted in WANTED.items() if device != "auto"}
+SHORT = {provider: device for device, provider in PROVIDERS.items()}
+NVIDIA = (TRT, CUDA)
+# Which package brings each provider (README: "which package on which device").
+PACKAGE = {
+    TRT: "onnxruntime-gpu (pip install 'edge[gpu]') plus TensorRT 10 libraries",
+    CUDA: "onnxruntime-gpu (pip install 'edge[gpu]'; on a Jetson, JetPack's onnxruntime-gpu wheel)",
+    OPENVINO: "onnxruntime-openvino (pip install 'edge[openvino]')",
+    COREML: "onnxruntime (the standard macOS wheel)",
+    DML: "onnxruntime-directml (pip install 'edge[directml]')",
+    CPU: "onnxruntime",
+}
+
+
+def short_name(provider: str) -> str:
+    return SHORT.get(provider, provider)
+
+
+_preloaded: list[str] = []
+
+
+def preload_gpu_libraries() -> str:
+    """Call `onnxruntime.preload_dlls()` once (ORT >= 1.21): it loads CUDA and cuDNN from the
+    NVIDIA pip packages (`onnxruntime-gpu[cuda,cudnn]`), so no system CUDA is needed. Returns what
+    it printed (the libraries it could not load), for the diagnosis."""
+    import onnxruntime as ort
+
+    if _preloaded:
+        return _preloaded[0]
+    text = ""
+    if hasattr(ort, "preload_dlls"):
+        with capture_native_output() as captured:
+            try:
+                ort.preload_dlls()
+            except Exception as exc:  # a broken NVIDIA package must not stop a CPU fallback
+                captured.append(f"preload_dlls failed: {exc}")
+        text = "\n".join(captured)
+    _preloaded.append(text)
+    return text
+
+
+@contextlib.contextmanager
+def capture_native_output() -> Iterator[list[str]]:
+    """Catch what ONNX Runtime writes to stdout/stderr (C++ logs and Python prints) while the
+    block runs; the list holds the text afterwards. Log level is raised to warnings meanwhile so
+    the provider-load errors are there to read; nothing reaches the terminal."""
+    import onnxruntime as ort
+
+    captured: list[str] = []
+    ort.set_default_logger_severity(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            ort.set_default_logger_severity(3)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            captured.append(re.sub(r"\x1b\[[0-9;]*m", "", text))  # ORT colours its log lines
+
+
+def cuda_driver() -> str:
+    """What the NVIDIA driver supports, read from libcuda: 'driver for CUDA 12.8', or why not."""
+    names = ("nvcuda.dll",) if sys.platform == "win32" else ("libcuda.so.1", "libcuda.so")
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        version = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return f"{name} loads but cuDriverGetVersion fails"
+        major, minor = divmod(version.value, 1000)
+        return f"NVIDIA driver for CUDA {major}.{minor // 10}"
+    return f"no NVIDIA driver ({names[0]} not found)"
+
+
+def diagnose(provider: str, native_text: str, available: list[str]) -> str:
+    """One line on why `provider` did not start, from ORT's captured log text."""
+    if provider not in available:
+        return (
+            f"not compiled into this onnxruntime build ({_installed_build()}); it comes with "
+            f"{PACKAGE.get(provider, 'another onnxruntime build')}"
+        )
+    parts: list[str] = []
+    lib = r"([\w.+-]+\.(?:so(?:\.\d+)*|dll|dylib))"
+    found = re.findall(lib + r": cannot open", native_text)
+    found += re.findall(r"Failed to load " + lib + r":", native_text)
+    found += re.findall(
+        r"LoadLibrary failed with error \d+ \S+ when trying to load \S*?" + lib, native_text
+    )
+    missing = sorted(set(found))
+    if missing:
+        parts.append("missing " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
+    need = re.search(r"Require (cuDNN [\d.*]+ and CUDA [\d.*]+)", native_text)
+    if need:
+        parts.append(f"this build needs {need.group(1).rstrip('.')}")
+    if provider in NVIDIA:
+        parts.append(cuda_driver())
+    if not missing and not need:
+        errors = [
+            ln for ln in native_text.splitlines() if "[E:" in ln or "[W:" in ln or "rror" in ln
+        ]
+        if errors:
+            parts.append(re.sub(r"^.*?\] ", "", errors[-1]).strip()[:200])
+    return "; ".join(parts) or "ONNX Runtime gave no reason"
+
+
+def _installed_build() -> str:
+    from importlib import metadata
+
+    names = []
+    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            names.append(f"{dist} {metadata.version(dist)}")
+    return ", ".join(names) or "unknown"
+
+
+@dataclass(frozen=True)
+class ProviderState:
+    """One provider on this machine: compiled into the installed ORT build, really starts, why not."""
+
+    name: str
+    compiled_in: bool
+    starts: bool
+    reason: str = ""
+
+    def describe(self) -> str:
+        if self.starts:
+            return "compiled in, starts"
+        if not self.compiled_in:
+            return "not compiled in"
+        return f"compiled in, does not start: {self.reason}"
+
+
+def probe(provider: str) -> ProviderState:
+    """Start a one-node session on `provider` alone and read back what really runs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if provider not in available:
+        return ProviderState(provider, False, False, diagnose(provider, "", available))
+    text = preload_gpu_libraries() if provider in NVIDIA else ""
+    so = ort.SessionOptions()
+    so.log_severity_level = 2
+    try:
+        with capture_native_output() as captured:
+            s = ort.InferenceSession(
+                tiny_model(), sess_options=so, providers=list(dict.fromkeys([provider, CPU]))
+            )
+            s.run(None, {"x": np.zeros((1, 4), np.float32)})
+    except Exception as exc:  # a provider's load failure is information here, not an error
+        return ProviderState(provider, True, False, str(exc).strip().splitlines()[0][:200])
+    if s.get_providers()[0] == provider:
+        return ProviderState(provider, True, True)
+    return ProviderState(
+        provider, True, False, diagnose(provider, text + "\n".join(captured), available)
+    )
+
+
+def tiny_model() -> bytes:
+    """A one-node ONNX model (Relu on [1, 4] float32): what probes start sessions with."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@dataclass(frozen=True)
+class Jetson:
+    """An NVIDIA Jetson: its model name, L4T release, and what edge needs that is missing."""
+
+    model: str
+    release: str
+    missing: tuple[str, ...]
+
+
+def jetson(root: Path = Path("/")) -> Jetson | None:
+    """Recognise a Jetson (L4T release file or a Jetson/Tegra device-tree model); None elsewhere."""
+    release_file = root / "etc/nv_tegra_release"
+    model_file = root / "proc/device-tree/model"
+    model = _read(model_file).strip("\x00 \n")
+    release = _read(release_file).splitlines()[0].strip("# \n") if release_file.is_file() else ""
+    if not release and not re.search(r"jetson|tegra|orin|xavier", model, re.IGNORECASE):
+        return None
+    return Jetson(
+        model or "unknown Jetson", release or "no /etc/nv_tegra_release", jetson_missing()
+    )
+
+
+def jetson_missing() -> tuple[str, ...]:
+    import cv2
+    import onnxruntime as ort
+
+    missing = []
+    if CUDA not in ort.get_available_providers():
+        missing.append(
+            "an onnxruntime build with CUDA/TensorRT: install JetPack's onnxruntime-gpu wheel "
+            "(README: Jetson), not the PyPI onnxruntime"
+        )
+    if not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
+        missing.append(
+            "OpenCV with GStreamer (hardware decoding of cameras and RTSP): use JetPack's "
+            "python3-opencv, not opencv-python from PyPI"
+        )
+    return tuple(missing)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
