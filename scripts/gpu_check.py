@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 def machine() -> dict[str, str]:
     import onnxruntime as ort
 
-    from edge.cli.info import gpus
+    from edge.machine import gpus
 
     return {
         "python": platform.python_version(),
@@ -278,10 +278,7 @@ def feed_probe(data: str, imgsz: int, batch: int) -> None:
     from edge.data import load_dataset
     from edge.training.feed import benchmark_feed
 
-    try:
-        from edge.data.batches import TrainBatches  # helper "layers" renames pipeline -> batches
-    except ImportError:
-        from edge.data.pipeline import TrainBatches
+    from edge.data.batches import TrainBatches
     ds = load_dataset(Path(data))
     batches = TrainBatches(ds.train, imgsz, batch)
     print(json.dumps(benchmark_feed(batches, steps=max(4, len(batches)))))

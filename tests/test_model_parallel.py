@@ -23,7 +23,7 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 import keras, numpy as np
-from edge.data.pipeline import NO_AUGMENT
+from edge.data.batches import NO_AUGMENT
 from edge.training import TrainOptions, train
 from edge.training.toy import write_toy_dataset
 out, parts = Path(sys.argv[1]), int(sys.argv[2])

@@ -17,15 +17,24 @@ from edge.session import ModelSession, SessionOptions
 
 
 def echo_model(path: Path, contract: ModelContract, dynamic: bool = False) -> Path:
-    """A float model whose output `y` is its input times 2, carrying `contract` in its metadata."""
+    """A float model whose first output is its input times 2 (reshaped to edge's boxes
+    [1, N, 4]), with zero scores [1, N, 1] beside it, so the model gate reads it as edge's own
+    layout; carries `contract` in its metadata."""
     h, w = ("h", "w") if dynamic else contract.imgsz
     shape = [1, 3, h, w] if contract.layout == "NCHW" else [1, h, w, 3]
     x = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
+    boxes = helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, None, 4])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, None, 1])
     two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["images", "two"], ["y"])], "echo", [x], [y], [two]
-    )
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    rows = helper.make_tensor("rows", TensorProto.INT64, [3], [0, -1, 4])
+    nodes = [
+        helper.make_node("Mul", ["images", "two"], ["y"]),
+        helper.make_node("Reshape", ["y", "rows"], ["boxes"]),
+        helper.make_node("ReduceMean", ["boxes"], ["mean"], axes=[2], keepdims=1),
+        helper.make_node("Mul", ["mean", "zero"], ["scores"]),
+    ]
+    graph = helper.make_graph(nodes, "echo", [x], [boxes, scores], [two, zero, rows])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for k, v in contract.to_metadata().items():
@@ -61,7 +70,7 @@ def test_wrapped_graph_computes_the_host_preprocessing(tmp_path, contract):
 
     s_float = ModelSession(float_path, SessionOptions(device="cpu", warmup=0))
     s_u8 = ModelSession(tmp_path / "u8.onnx", SessionOptions(device="cpu", warmup=0))
-    assert s_u8.contract.input_dtype == "uint8" and s_u8.input_dtype is np.uint8
+    assert s_u8.contract.input_dtype == "uint8" and s_u8.input_dtype == np.uint8
     fed = to_input(canvas, s_u8.contract)
     assert fed.dtype == np.uint8 and fed.shape == (
         1,
