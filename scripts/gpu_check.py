@@ -276,9 +276,9 @@ def training(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def feed_probe(data: str, imgsz: int, batch: int) -> None:
     """Images/s through Keras fit with a no-op model: the input feed's ceiling (one JSON line)."""
     from edge.data import load_dataset
+    from edge.data.batches import TrainBatches
     from edge.training.feed import benchmark_feed
 
-    from edge.data.batches import TrainBatches
     ds = load_dataset(Path(data))
     batches = TrainBatches(ds.train, imgsz, batch)
     print(json.dumps(benchmark_feed(batches, steps=max(4, len(batches)))))
