@@ -26,6 +26,8 @@ STDOUT = "-"  # an output flag that streams (--jsonl) may name stdout
 # Paths that passed their check and were renamed into place in this process: the CLI says
 # "wrote X" only for these.
 _written: set[Path] = set()
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class OutputError(EdgeError):

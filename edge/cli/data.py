@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edge.cli.argtypes import fraction, integer, seed
 from edge.errors import EdgeError
 
 
@@ -33,8 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--skip-bad", action="store_true", help="problems are fine: they would be skipped (exit 0)"
     )
     inspect.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
-    inspect.add_argument("--val-fraction", type=float, default=0.2, help="for unsplit datasets")
-    inspect.add_argument("--seed", type=int, default=0, help="for unsplit datasets")
+    inspect.add_argument("--val-fraction", type=fraction, default=0.2, help="for unsplit datasets")
+    inspect.add_argument("--seed", type=seed, default=0, help="for unsplit datasets")
     inspect.set_defaults(handler=run_inspect)
 
     synth = commands.add_parser(
@@ -43,10 +44,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Render a synthetic dataset with the scene renderer of the `synthetic` source.",
     )
     synth.add_argument("--out", type=Path, required=True, help="new or empty folder")
-    synth.add_argument("--images", type=int, required=True, metavar="N", help="number of images")
-    synth.add_argument("--seed", type=int, default=0, help="same seed, same dataset")
-    synth.add_argument("--imgsz", type=int, default=320, help="image side in pixels")
-    synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val")
+    synth.add_argument(
+        "--images", type=integer(1, 1_000_000), required=True, metavar="N", help="number of images"
+    )
+    synth.add_argument("--seed", type=seed, default=0, help="same seed, same dataset")
+    synth.add_argument("--imgsz", type=integer(32, 4096), default=320, help="image side in pixels")
+    synth.add_argument("--val-fraction", type=fraction, default=0.2, help="share of images in val")
     synth.set_defaults(handler=run_synth)
 
 

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from edge.cli.argtypes import fraction, imgsz, overlap, whole
+from edge.cli.argtypes import fraction, imgsz, integer, overlap, whole
 from edge.errors import DataError
 
 log = logging.getLogger("edge")
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--plot-images",
-        type=whole(0),
+        type=integer(0, 1000),
         default=8,
         metavar="N",
         help="images in the predictions grid (default 8)",

@@ -12,7 +12,18 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.cli.argtypes import fraction, imgsz, non_negative_float, positive_float, positive_int
+from edge.cli.argtypes import (
+    fps,
+    fraction,
+    imgsz,
+    integer,
+    number,
+    positive_float,
+    positive_int,
+    seed,
+    side,
+    threads,
+)
 from edge.errors import EdgeError, ModelError
 
 if TYPE_CHECKING:
@@ -52,6 +63,22 @@ def _source_specs(args: argparse.Namespace) -> list[str]:
         if not specs:
             raise ValueError(f"--sources {args.sources}: no sources in the file")
     return specs or ["synthetic"]
+
+
+def check_run_outputs(args: argparse.Namespace, specs: list[str]) -> None:
+    """Every file this run will write, checked against each other and every input before work."""
+    from edge.multistream import per_source_path
+    from edge.outputs import check_outputs
+    from edge.telemetry import events_path
+
+    saves = [args.save] if len(specs) == 1 or not args.save else []
+    saves += [per_source_path(args.save, i) for i in range(len(specs))] if not saves else []
+    outputs = [("--save", p) for p in saves if p is not None]
+    outputs += [("--jsonl", args.jsonl), ("--telemetry", args.telemetry), ("--trace", args.trace)]
+    if args.telemetry and args.telemetry.suffix.lower() == ".csv":
+        outputs.append(("--telemetry", events_path(args.telemetry)))
+    inputs = [args.model or bundled_model(), args.sources, *specs]
+    check_outputs(outputs, inputs, stdout_ok=("--jsonl",))
 
 
 def _observers(args: argparse.Namespace, stack: contextlib.ExitStack, title: str) -> list:
@@ -98,23 +125,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="pace files at their native FPS and drop frames like a live source",
     )
+    src.add_argument("--width", type=side, help="requested camera width (synthetic: frame width)")
     src.add_argument(
-        "--width", type=positive_int, help="requested camera width (synthetic: frame width)"
+        "--height", type=side, help="requested camera height (synthetic: frame height)"
     )
-    src.add_argument(
-        "--height", type=positive_int, help="requested camera height (synthetic: frame height)"
-    )
-    src.add_argument(
-        "--fps", type=positive_float, help="requested camera FPS (synthetic: scene FPS)"
-    )
+    src.add_argument("--fps", type=fps, help="requested camera FPS (synthetic: scene FPS)")
     src.add_argument(
         "--reconnect",
-        type=int,
+        type=integer(0, 1000),
         default=10,
         metavar="N",
         help="reconnect attempts per outage of a live source (0: off)",
     )
-    src.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    src.add_argument("--seed", type=seed, default=0, help="synthetic scene seed")
     src.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     src.add_argument(
         "--duration", type=positive_float, metavar="SECONDS", help="stop after this many seconds"
@@ -135,7 +158,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mod.add_argument("--trt-cache", type=Path, metavar="DIR", help="TensorRT engine cache folder")
     mod.add_argument("--no-trt-fp16", action="store_true", help="TensorRT in fp32")
     mod.add_argument(
-        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)"
+        "--threads", type=threads, default=0, help="ONNX Runtime intra-op threads (0: default)"
     )
     mod.add_argument(
         "--imgsz", type=imgsz, help="input size N or HxW for models with a dynamic input"
@@ -143,7 +166,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mod.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
     mod.add_argument("--iou", type=fraction, default=0.45, help="NMS IoU threshold (default 0.45)")
     mod.add_argument("--classes", help="keep only these classes: names or ids, comma-separated")
-    mod.add_argument("--max-det", type=positive_int, default=300, help="most detections per frame")
+    mod.add_argument(
+        "--max-det", type=integer(1, 100_000), default=300, help="most detections per frame"
+    )
     out = p.add_argument_group("output")
     show = out.add_mutually_exclusive_group()
     show.add_argument(
@@ -176,7 +201,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     more.add_argument(
         "--batch-wait-ms",
-        type=non_negative_float,
+        type=number(0.0, 10_000.0),
         default=5.0,
         metavar="MS",
         help="several streams, dynamic-batch model: longest wait to fill a batch (default 5)",
@@ -212,9 +237,12 @@ def main(args: argparse.Namespace) -> int:
     from edge.telemetry import TelemetryWriter, describe_outages, format_summary
     from edge.tracking import TrackerOptions
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
     specs = _source_specs(args)
+    check_run_outputs(args, specs)
+    if args.jsonl and str(args.jsonl) == "-":
+        # stdout carries the detections; everything else this run prints goes to stderr.
+        args.jsonl_stdout = sys.stdout
+        sys.stdout = sys.stderr
     # From here on Ctrl-C/SIGTERM ask for a clean stop (files finalised), even during start-up.
     stop = threading.Event()
     _install_stop(stop)
@@ -274,7 +302,7 @@ def main(args: argparse.Namespace) -> int:
         if args.save:
             sinks.append(stack.enter_context(VideoFile(args.save, source.fps)))
         if args.jsonl:
-            sinks.append(stack.enter_context(JsonlDetections(args.jsonl, names)))
+            sinks.append(stack.enter_context(JsonlDetections(args.jsonl, names, _stdout(args))))
         if show:
             sinks.append(stack.enter_context(Display(f"edge: {specs[0]}")))
         telemetry = stack.enter_context(TelemetryWriter(args.telemetry)) if args.telemetry else None
@@ -309,10 +337,26 @@ def main(args: argparse.Namespace) -> int:
     if result.identity is not None:
         header["tracking"] = describe_identity(result.identity)
     print(format_summary(result.collector, header))
-    for path in (args.save, args.jsonl, args.telemetry, args.trace):
-        if path:
-            print(f"wrote {path}")
+    report_written([args.save, args.jsonl, args.telemetry, args.trace])
     return 0
+
+
+def _stdout(args: argparse.Namespace) -> object:
+    return getattr(args, "jsonl_stdout", None)
+
+
+def report_written(paths: list[Path | None]) -> None:
+    """ "wrote X" only for files that passed their check; a named output that was not written
+    (no frame ever arrived) is said so."""
+    from edge.outputs import was_written
+
+    for path in paths:
+        if path is None or str(path) == "-":
+            continue
+        if was_written(path):
+            print(f"wrote {path}")
+        else:
+            log.warning("%s: not written (no frames reached it)", path)
 
 
 def describe_identity(score: IdentityScore) -> str:

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import threading
 
-from edge.cli.run import _install_stop, _observers, describe_identity
+from edge.cli.run import _install_stop, _observers, _stdout, describe_identity, report_written
 from edge.multistream import MultiLoop, PerSource, per_source_path, stream_ids
 from edge.pipeline import LoopOptions
 from edge.session import ModelSession
@@ -52,7 +52,11 @@ def run_many(
             }
             sinks.append(PerSource(videos))
         if args.jsonl:
-            sinks.append(stack.enter_context(JsonlDetections(args.jsonl, session.contract.names)))
+            sinks.append(
+                stack.enter_context(
+                    JsonlDetections(args.jsonl, session.contract.names, _stdout(args))
+                )
+            )
         if show:
             windows = {sid: stack.enter_context(Display(f"edge: {sid}")) for sid in ids}
             sinks.append(PerSource(windows))
@@ -102,7 +106,5 @@ def run_many(
         header[f"stream {sid}"] = line
     print(format_summary(result.collector, header))
     written = [per_source_path(args.save, i) for i in range(len(ids))] if args.save else []
-    for path in (*written, args.jsonl, args.telemetry, args.trace):
-        if path:
-            print(f"wrote {path}")
+    report_written([*written, args.jsonl, args.telemetry, args.trace])
     return 0
