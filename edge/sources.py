@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
+import select
+import stat
 import threading
 import time
 from collections import deque
@@ -58,8 +61,17 @@ class SourceOptions:
     reconnect_attempts: int = 10  # per outage; 0 disables reconnecting
     reconnect_backoff: tuple[float, float] = (0.5, 8.0)  # first and longest wait, seconds
     synthetic_seed: int = 0
+    # Streams, FIFOs: longest wait to open / for one frame, seconds (None: STREAM_TIMEOUT_MS).
+    open_timeout_s: float | None = None
+    read_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("open_timeout", "read_timeout"):
+            v = getattr(self, f"{name}_s")
+            if v is not None and not 0 < v <= 3600:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be in (0, 3600] seconds, got {v}"
+                )
         for name in ("width", "height"):
             v = getattr(self, name)
             if v is not None and v <= 0:
@@ -143,8 +155,9 @@ class _Capture:
             if isinstance(self.target, int):
                 cap = cv2.VideoCapture(self.target)
             else:
-                timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
-                timeouts += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+                o = self.options
+                timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, _ms(o.open_timeout_s)]
+                timeouts += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, _ms(o.read_timeout_s)]
                 cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, timeouts)
         finally:
             if previous is not None:
@@ -536,6 +549,41 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 
 
+def _ms(seconds: float | None) -> int:
+    return STREAM_TIMEOUT_MS if seconds is None else max(int(seconds * 1000), 1)
+
+
+def hold_special_file(path: Path, options: SourceOptions) -> tuple[int, ...]:
+    """Refuse a device or socket that is not a camera; for a FIFO, wait at most the open timeout
+    for its writer's first bytes (a plain open would block forever with no writer).
+
+    Returns descriptors to close once the capture has opened the FIFO: a reader (the data already
+    sent stays in the pipe) and a writer (the capture's blocking open returns even when the real
+    writer has already finished). Empty for a regular file or a camera device.
+    """
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return ()
+    if stat.S_ISCHR(mode) and path.name.startswith("video"):
+        return ()  # a V4L2 camera node (/dev/video0): OpenCV opens it as a camera
+    if not stat.S_ISFIFO(mode) or not hasattr(select, "poll"):
+        raise SourceError(
+            f"--source {path}: a device or socket, not a video, camera or FIFO "
+            "(give a camera index, a file, a FIFO or a URL)"
+        )
+    timeout = options.open_timeout_s or STREAM_TIMEOUT_MS / 1000
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # returns at once, writer or not
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(int(timeout * 1000)):
+        os.close(fd)
+        raise SourceError(
+            f"--source {path}: FIFO with no data after {timeout:g} s (is its writer running? "
+            "--open-timeout waits longer)"
+        )
+    return (fd, os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
 def open_source(spec: str, options: SourceOptions | None = None) -> Source:
     """Open `spec`: "synthetic", a camera index ("0"), a URL, a video, an image, a folder or a glob.
 
@@ -570,4 +618,9 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
         if _read_image(path) is None:
             raise SourceError(f"--source {spec}: unreadable image")
         return _images([path], path.name)
-    return _video_file(path, options)
+    held = hold_special_file(path, options)
+    try:
+        return _video_file(path, options)
+    finally:
+        for fd in held:
+            os.close(fd)

@@ -137,6 +137,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="reconnect attempts per outage of a live source (0: off)",
     )
+    src.add_argument(
+        "--open-timeout",
+        type=number(0.0, 3600.0, open_low=True),
+        default=5.0,
+        metavar="SECONDS",
+        help="longest wait for a stream or FIFO to open (default 5)",
+    )
+    src.add_argument(
+        "--read-timeout",
+        type=number(0.0, 3600.0, open_low=True),
+        default=5.0,
+        metavar="SECONDS",
+        help="longest wait for a stream's next frame before reconnecting (default 5)",
+    )
     src.add_argument("--seed", type=seed, default=0, help="synthetic scene seed")
     src.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     src.add_argument(
@@ -281,6 +295,8 @@ def main(args: argparse.Namespace) -> int:
         realtime=args.realtime,
         reconnect_attempts=args.reconnect,
         synthetic_seed=args.seed,
+        open_timeout_s=args.open_timeout,
+        read_timeout_s=args.read_timeout,
     )
     imgsz = session.input_size(args.imgsz)
     if not args.quiet:
