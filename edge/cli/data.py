@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,7 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_inspect(args: argparse.Namespace) -> int:
     from edge.data.inspect import inspect_dataset
+    from edge.outputs import check_outputs, input_files
 
+    check_outputs([("--json", args.json)], [args.path, *_dataset_files(args.path, input_files)])
     # The report lists every problem; the loader's per-problem warnings would repeat them.
     data_logger = logging.getLogger("edge.data")
     level = data_logger.level
@@ -68,8 +71,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         data_logger.setLevel(level)
     print(report.to_text())
     if args.json is not None:
-        with _one_line_os_errors():
-            args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        from edge import outputs
+
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+        outputs.write_text(args.json, "--json", text, outputs.check_json)
     if report.problems and not args.skip_bad:
         print(
             f"{len(report.problems)} problem(s): training refuses this dataset "
@@ -83,6 +88,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     from edge.data.synth import write_synthetic
 
+    # SIGTERM unwinds like Ctrl-C, so the half-built dataset is removed (exit 130).
+    signal.signal(signal.SIGTERM, _interrupt)
     with _one_line_os_errors():
         yaml_path = write_synthetic(
             args.out,
@@ -94,6 +101,17 @@ def run_synth(args: argparse.Namespace) -> int:
         )
     print(f"wrote {yaml_path}")
     return 0
+
+
+def _dataset_files(path: Path, input_files: object) -> list[Path]:
+    """The dataset's own files one level down (annotations/, labels/...): an output must not be one."""
+    if not path.is_dir():
+        return []
+    return [f for sub in path.iterdir() if sub.is_dir() for f in input_files([sub])]
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @contextmanager
