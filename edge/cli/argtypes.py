@@ -23,9 +23,7 @@ def _number(text: str, cast: type, what: str) -> float:
 
 
 def _fmt(v: float) -> str:
-    return (
-        f"{v:g}" if isinstance(v, float) else f"{v:,}".replace(",", "_") if v >= 10**6 else str(v)
-    )
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 class Ranged:
