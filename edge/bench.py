@@ -247,9 +247,9 @@ def format_table(report: BenchReport) -> str:
 
 
 def write_json(report: BenchReport, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2))
-    os.replace(tmp, path)
+    from edge import outputs
+
+    outputs.write_text(path, "--json", json.dumps(report.to_dict(), indent=2), outputs.check_json)
 
 
 def plot(report: BenchReport, path: Path) -> None:
@@ -276,7 +276,11 @@ def plot(report: BenchReport, path: Path) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from edge import outputs
+
+    try:
+        outputs.write_atomic(
+            path, "--plot", lambda t: fig.savefig(t, dpi=100), outputs.check_nonempty
+        )
+    finally:
+        plt.close(fig)

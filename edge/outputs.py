@@ -109,6 +109,22 @@ def check_target(flag: str, path: Path | str, *, stdout_ok: bool = False) -> Non
     os.unlink(probe)
 
 
+def check_folder(flag: str, path: Path | str) -> None:
+    """Raise OutputError unless `path` is, or can become, a folder that takes new files."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path}: is a file, not a folder; give a folder name")
+    if path.is_dir():
+        check_target(flag, path / ".edge-probe")
+        return
+    try:
+        check_target(flag, path)
+    except OutputError as exc:
+        raise OutputError(
+            str(exc).replace(f"{flag} {path}/.edge-probe", f"{flag} {path}")
+        ) from None
+
+
 def input_files(specs: Iterable[Path | str | None]) -> list[Path]:
     """The existing files among `specs` (URLs, camera indexes and `synthetic` drop out; a folder
     adds the files directly in it; a glob adds what it matches)."""

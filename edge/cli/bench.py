@@ -44,9 +44,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    from edge.outputs import check_outputs
+
+    check_outputs([("--json", args.json), ("--plot", args.plot)], [args.model])
     for flag, path, ext in (("--json", args.json, None), ("--plot", args.plot, ".png")):
-        if path is not None and not path.parent.exists():
-            raise ValueError(f"{flag} {path}: folder {path.parent} does not exist")
         if path is not None and ext and path.suffix.lower() != ext:
             raise ValueError(f"{flag} {path}: use a {ext} file name")
     model: Path = args.model

@@ -61,8 +61,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from edge import evaluation
     from edge.data import load_dataset
+    from edge.outputs import check_folder, check_outputs
 
     model = evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
+    check_outputs([("--json", args.json)], [args.model, args.data])
+    if args.plots is not None:
+        check_folder("--plots", args.plots)
     if model.suffix.lower() == ".keras":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     dataset = load_dataset(args.data)

@@ -102,6 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
     from edge.export import ExportOptions, export_model, format_report
+    from edge.outputs import check_outputs
 
     options = ExportOptions(
         imgsz=args.imgsz,
@@ -119,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     output = args.output or args.model.with_suffix(".onnx")
+    check_outputs([("--output", output)], [args.model, args.calib_data])
     result = export_model(args.model, output, options)
     print(format_report(result))
     return 0

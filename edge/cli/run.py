@@ -58,7 +58,14 @@ def _source_specs(args: argparse.Namespace) -> list[str]:
     if args.sources is not None:
         if not args.sources.is_file():
             raise ValueError(f"--sources {args.sources}: no such file")
-        lines = args.sources.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = args.sources.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"--sources {args.sources}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        except OSError as exc:
+            raise ValueError(f"--sources {args.sources}: cannot read it ({exc.strerror})") from None
         specs += [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
         if not specs:
             raise ValueError(f"--sources {args.sources}: no sources in the file")
@@ -227,10 +234,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None:
-    if not text:
+    if text is None:
         return None
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if not parts:
+        raise ValueError(
+            f"--classes {text!r}: names no class; give names or ids, comma-separated "
+            f"(this model knows {', '.join(names)})"
+        )
     ids = []
-    for part in (t.strip() for t in text.split(",") if t.strip()):
+    for part in parts:
         if part.isdigit() and int(part) < len(names):
             ids.append(int(part))
         elif part in names:

@@ -115,7 +115,8 @@ def main(args: argparse.Namespace) -> int:
 
     if not args.resume and not args.data:
         raise EdgeError("--data is required (unless --resume)")
-    weights = None if args.weights.lower() in ("none", "") else args.weights
+    weights = _weights(args)
+    _check_out(args)
     options = TrainOptions(
         data=str(Path(args.data).resolve()) if args.data else None,
         model=args.model or DEFAULT_MODEL,
@@ -153,6 +154,34 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(args: argparse.Namespace) -> str | None:
+    """--weights: imagenet, none, or a file that exists and that the chosen backbone can take."""
+    from edge.training.options import DEFAULT_MODEL
+
+    text = args.weights.strip()
+    if text.lower() in ("none", ""):
+        return None
+    if text.lower() == "imagenet":
+        return "imagenet"
+    if not Path(text).is_file():
+        raise EdgeError(f"--weights {text}: no such file (use imagenet, none or a weights file)")
+    if (args.model or DEFAULT_MODEL) == "tiny":
+        raise EdgeError(
+            f"--weights {text}: the tiny model has no pretrained backbone to load it into; "
+            "choose another --model or drop --weights"
+        )
+    return text
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """--out is a run folder: not a file, its parent writable, not the dataset itself."""
+    from edge.outputs import check_folder
+
+    check_folder("--out", args.out)
+    if args.data and Path(args.data).exists() and Path(args.data).resolve() == args.out.resolve():
+        raise EdgeError(f"--out {args.out}: is the dataset --data; give the run its own folder")
+
+
 def _interrupted(out: Path) -> None:
     """Say what an interrupted run kept: the epoch in progress is lost, the checkpoint is not."""
     from edge.training.checkpoint import STATE_FILE
@@ -171,7 +200,15 @@ def _dataset(args: argparse.Namespace) -> Dataset:
     data = args.data
     if data is None:  # --resume alone: the dataset the run was started on
         saved = args.out / "options.json"
-        data = TrainOptions.from_json(saved.read_text()).data if saved.is_file() else None
+        try:
+            data = (
+                TrainOptions.from_json(saved.read_text("utf-8")).data if saved.is_file() else None
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise EdgeError(
+                f"--resume: {saved} is damaged ({' '.join(str(exc).split())[:120]}); "
+                f"pass --data to restart in a new --out"
+            ) from None
         if not data:
             raise EdgeError(f"{args.out}: no recorded dataset; pass --data with --resume")
     return load_dataset(data)
