@@ -108,6 +108,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    weights = _weights(args)  # checked before TensorFlow loads: a bad flag answers at once
+    _check_out(args)
     _select_backend(args.backend)
     from edge.data.pipeline import Augment
     from edge.training import TrainOptions, train
@@ -115,8 +117,6 @@ def main(args: argparse.Namespace) -> int:
 
     if not args.resume and not args.data:
         raise EdgeError("--data is required (unless --resume)")
-    weights = _weights(args)
-    _check_out(args)
     options = TrainOptions(
         data=str(Path(args.data).resolve()) if args.data else None,
         model=args.model or DEFAULT_MODEL,
