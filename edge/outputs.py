@@ -193,7 +193,11 @@ def temp_path(path: Path) -> Path:
     fd, name = tempfile.mkstemp(
         prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent
     )
-    os.close(fd)
+    try:
+        if os.name != "nt":
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; an output gets the usual mode
+    finally:
+        os.close(fd)
     return Path(name)
 
 
