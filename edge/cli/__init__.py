@@ -52,8 +52,8 @@ def show_ranges(parser: argparse.ArgumentParser) -> None:
     """Append each ranged flag's range (see edge.cli.argtypes) to its --help line, everywhere."""
     for action in parser._actions:  # noqa: SLF001
         text = getattr(action.type, "range_text", None)
-        if text and action.help and text not in action.help:
-            action.help = f"{action.help}; range {text}"
+        if text and action.help != argparse.SUPPRESS and text not in (action.help or ""):
+            action.help = f"{action.help}; range {text}" if action.help else f"range {text}"
         if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
             for child in set(action.choices.values()):
                 show_ranges(child)
