@@ -30,8 +30,10 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-class OutputError(EdgeError):
-    """An output cannot be written where asked, or failed while writing (disk full, permission)."""
+class OutputError(EdgeError, ValueError):
+    """An output cannot be written where asked, or failed while writing (disk full, permission).
+
+    Also a ValueError: a path that cannot take the output is a bad argument of the writer."""
 
 
 def _describe_os_error(exc: OSError) -> str:
