@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -220,9 +219,9 @@ def format_table(report: BenchReport) -> str:
 
 
 def write_json(report: BenchReport, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2))
-    os.replace(tmp, path)
+    from edge import outputs
+
+    outputs.write_text(path, "--json", json.dumps(report.to_dict(), indent=2), outputs.check_json)
 
 
 def plot(report: BenchReport, path: Path) -> None:
@@ -249,7 +248,11 @@ def plot(report: BenchReport, path: Path) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from edge import outputs
+
+    try:
+        outputs.write_atomic(
+            path, "--plot", lambda t: fig.savefig(t, dpi=100), outputs.check_nonempty
+        )
+    finally:
+        plt.close(fig)

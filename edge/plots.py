@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge import outputs
 from edge.errors import EdgeError
 from edge.evaluation import EvalResult, as_detections, read_image
 from edge.types import Detections
@@ -74,8 +75,7 @@ def plot_pr_curves(result: EvalResult, out_dir: str | Path, iou: float = 0.5) ->
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out / f"pr_{k:03d}_{_safe(name)}.png"
-        fig.savefig(path)
-        paths.append(path)
+        paths.append(outputs.write_atomic(path, "--plots", fig.savefig, outputs.check_nonempty))
     return paths
 
 
@@ -158,9 +158,12 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
     """Write an image with OpenCV; raise EdgeError if it could not be written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise EdgeError(f"could not write image {path}")
-    return path
+
+    def write(tmp: Path) -> None:
+        if not cv2.imwrite(str(tmp), image):
+            raise OSError(f"could not write image {path}")
+
+    return outputs.write_atomic(path, "--plots", write, outputs.check_nonempty)
 
 
 def _caption(image: np.ndarray, text: str, color: tuple[int, int, int]) -> None:

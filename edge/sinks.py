@@ -1,19 +1,22 @@
 """Where results go: a window, a video file, a JSONL file. Each is a context manager with `write`.
 
-Files are written under a temporary name and renamed into place on close, so an interrupted run
-leaves a complete, playable video and a parseable JSONL, never a half-written file.
+Files follow the output policy of `edge.outputs`: written under a temporary name, checked on close
+(the video re-opened and its frames counted, every JSONL line parsed) and only then renamed into
+place, so an interrupted run leaves a complete file and a failed one (disk full) leaves none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge import outputs
 from edge.errors import EdgeError
 from edge.observe import FrameResult, Observer
 from edge.types import Detections, Frame
@@ -64,11 +67,6 @@ class Display(Sink):
             pass
 
 
-def _partial(path: Path) -> Path:
-    # Keep the real extension last: the video backend picks the container from it.
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
 class VideoFile(Sink):
     """Annotated frames to a video file (mp4v for .mp4, MJPG for .avi), opened at the first frame."""
 
@@ -78,10 +76,9 @@ class VideoFile(Sink):
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
             raise ValueError(f"--save {path}: use a .mp4, .avi, .mkv or .mov file name")
-        if not self.path.parent.exists():
-            raise ValueError(f"--save {path}: folder {self.path.parent} does not exist")
+        outputs.check_target("--save", self.path)
         self.fps = fps if fps and fps > 0 else 30.0
-        self._tmp = _partial(self.path)
+        self._tmp: Path | None = None
         self._writer: cv2.VideoWriter | None = None
         self.frames = 0
 
@@ -92,8 +89,13 @@ class VideoFile(Sink):
                 *("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
             )
             h, w = img.shape[:2]
+            try:
+                self._tmp = outputs.temp_path(self.path)
+            except OSError as exc:
+                raise outputs.os_error("--save", self.path, exc) from None
             self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
+                self._discard()
                 raise EdgeError(f"--save {self.path}: cannot write video (codec unavailable?)")
             self._size = (w, h)
         if (img.shape[1], img.shape[0]) != self._size:
@@ -103,25 +105,51 @@ class VideoFile(Sink):
         return True
 
     def close(self) -> None:
+        """Finish the video; it is renamed into place only if every frame reads back."""
         if self._writer is None:
             return
         self._writer.release()
         self._writer = None
-        os.replace(self._tmp, self.path)
+        tmp, self._tmp = self._tmp, None
+        outputs.commit(tmp, self.path, "--save", outputs.video_check(self.frames))
+
+    def _discard(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        outputs.discard(self._tmp)
+        self._tmp = None
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # A failed run (an Exception) leaves nothing; a clean stop or Ctrl-C keeps what was written.
+        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
+            self._discard()
+        else:
+            self.close()
 
 
 class JsonlDetections(Sink):
-    """One JSON line per frame: index, capture time and each detection (box, score, class, name)."""
+    """One JSON line per frame: index, capture time and each detection (box, score, class, name).
+
+    `-` writes the lines to stdout (flushed per frame) for a pipe.
+    """
 
     needs_image = False
 
-    def __init__(self, path: str | Path, names: Sequence[str]) -> None:
+    def __init__(self, path: str | Path, names: Sequence[str], stdout: object = None) -> None:
         self.path = Path(path)
-        if not self.path.parent.exists():
-            raise ValueError(f"--jsonl {path}: folder {self.path.parent} does not exist")
+        outputs.check_target("--jsonl", path, stdout_ok=True)
         self.names = list(names)
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
-        self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
+        self._tmp: Path | None = None
+        if str(path) == outputs.STDOUT:
+            self._fh = stdout or sys.stdout
+        else:
+            try:
+                self._tmp = outputs.temp_path(self.path)
+                self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                outputs.discard(self._tmp)
+                raise outputs.os_error("--jsonl", self.path, exc) from None
         self._t0: int | None = None
 
     def write(self, frame: Frame, detections: Detections, annotated: np.ndarray | None) -> bool:
@@ -150,13 +178,41 @@ class JsonlDetections(Sink):
             "t_ms": round((frame.captured_ns - self._t0) / 1e6, 3),
             "detections": dets,
         }
-        self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+        try:
+            self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+            if self._tmp is None:
+                self._fh.flush()  # a pipe reader wants each frame as it comes
+        except OSError as exc:
+            self._discard()
+            raise outputs.os_error("--jsonl", self.path, exc) from None
         return True
 
     def close(self) -> None:
+        """Flush, check every line and rename into place (stdout: just flush)."""
+        if self._tmp is None:
+            if not self._fh.closed:
+                self._fh.flush()
+            return
         if self._fh.closed:
             return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._fh.close()
+        except OSError as exc:
+            self._discard()
+            raise outputs.os_error("--jsonl", self.path, exc) from None
+        tmp, self._tmp = self._tmp, None
+        outputs.commit(tmp, self.path, "--jsonl", outputs.check_jsonl)
+
+    def _discard(self) -> None:
+        if self._tmp is None:
+            return
+        with contextlib.suppress(OSError):  # the disk already failed
+            self._fh.close()
+        outputs.discard(self._tmp)
+        self._tmp = None
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
+            self._discard()
+        else:
+            self.close()

@@ -6,11 +6,11 @@ moment its source captured it, not from when the loop noticed it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
-import os
 import threading
 import time
 from array import array
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge import outputs
 from edge.observe import FrameResult, Observer
 from edge.timing import SPANS, STAGES
 from edge.timing import FrameRecord as FrameRecord  # where it was defined before timing.py
@@ -43,14 +44,19 @@ class TelemetryWriter(Observer):
         ext = self.path.suffix.lower()
         if ext not in (".jsonl", ".json", ".csv"):
             raise ValueError(f"--telemetry {path}: use a .jsonl or .csv file name")
-        if not self.path.parent.exists():
-            raise ValueError(f"--telemetry {path}: folder {self.path.parent} does not exist")
+        outputs.check_target("--telemetry", self.path)
         self._csv = ext == ".csv"
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
-        self._fh: io.TextIOWrapper | None = open(self._tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self._writer = csv.DictWriter(self._fh, fieldnames=RECORD_FIELDS) if self._csv else None
-        if self._writer is not None:
-            self._writer.writeheader()
+        self._tmp: Path | None = None
+        self._events_tmp: Path | None = None
+        try:
+            self._tmp = outputs.temp_path(self.path)
+            self._fh: io.TextIOWrapper | None = open(self._tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._writer = csv.DictWriter(self._fh, fieldnames=RECORD_FIELDS) if self._csv else None
+            if self._writer is not None:
+                self._writer.writeheader()
+        except OSError as exc:
+            outputs.discard(self._tmp)
+            raise outputs.os_error("--telemetry", self.path, exc) from None
         self._last_flush = time.monotonic()
         self._events: io.TextIOWrapper | None = None  # the CSV's sidecar, opened on first event
         self._lock = threading.Lock()  # events come from the loop, rows from its finishing thread
@@ -69,12 +75,16 @@ class TelemetryWriter(Observer):
         with self._lock:
             if self._fh is None:
                 return
-            if self._csv and self._events is None:
-                tmp = _partial(events_path(self.path))
-                self._events = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
-            fh = self._events or self._fh
-            fh.write(json.dumps(dict(event), separators=(",", ":")) + "\n")
-            fh.flush()  # rare, and worth keeping if the run is killed
+            try:
+                if self._csv and self._events is None:
+                    self._events_tmp = outputs.temp_path(events_path(self.path))
+                    self._events = open(self._events_tmp, "w", encoding="utf-8")  # noqa: SIM115
+                fh = self._events or self._fh
+                fh.write(json.dumps(dict(event), separators=(",", ":")) + "\n")
+                fh.flush()  # rare, and worth keeping if the run is killed
+            except OSError as exc:
+                self._discard()
+                raise outputs.os_error("--telemetry", self.path, exc) from None
 
     def write(self, record: FrameRecord) -> None:
         row = asdict(record)
@@ -83,36 +93,64 @@ class TelemetryWriter(Observer):
         with self._lock:
             if self._fh is None:
                 return
-            if self._writer is not None:
-                self._writer.writerow(row)
-            else:
-                self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
-            if time.monotonic() - self._last_flush > 1.0:
-                self._fh.flush()
-                self._last_flush = time.monotonic()
+            try:
+                if self._writer is not None:
+                    self._writer.writerow(row)
+                else:
+                    self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+                if time.monotonic() - self._last_flush > 1.0:
+                    self._fh.flush()
+                    self._last_flush = time.monotonic()
+            except OSError as exc:
+                self._discard()
+                raise outputs.os_error("--telemetry", self.path, exc) from None
 
     def close(self) -> None:
+        """Flush, check and rename the file (and the CSV's events file) into place."""
         with self._lock:
             if self._fh is None:
                 return
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+            try:
+                self._fh.close()
+                if self._events is not None:
+                    self._events.close()
+            except OSError as exc:
+                self._discard()
+                raise outputs.os_error("--telemetry", self.path, exc) from None
             self._fh = None
-            os.replace(self._tmp, self.path)
-            if self._events is not None:
-                self._events.close()
-                os.replace(_partial(events_path(self.path)), events_path(self.path))
+            check = outputs.check_nonempty if self._csv else outputs.check_jsonl
+            tmp, self._tmp = self._tmp, None
+            if self._events_tmp is not None:
+                try:
+                    outputs.check_jsonl(self._events_tmp)
+                except outputs.OutputError:
+                    outputs.discard(tmp)
+                    raise
+            outputs.commit(tmp, self.path, "--telemetry", check)
+            if self._events_tmp is not None:
+                events, self._events_tmp = self._events_tmp, None
+                outputs.commit(events, events_path(self.path), "--telemetry", outputs.check_jsonl)
+
+    def _discard(self) -> None:
+        for fh in (self._fh, self._events):
+            if fh is not None:
+                with contextlib.suppress(OSError):  # the disk already failed
+                    fh.close()
+        self._fh = self._events = None
+        outputs.discard(self._tmp)
+        outputs.discard(self._events_tmp)
+        self._tmp = self._events_tmp = None
 
     def __enter__(self) -> TelemetryWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # A failed run (an Exception) leaves nothing; a clean stop or Ctrl-C keeps what was written.
+        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
+            with self._lock:
+                self._discard()
+        else:
+            self.close()
 
 
 def events_path(path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +48,12 @@ def plot_telemetry(path: str | Path, out: str | Path) -> Path:
     p95 = np.percentile(lat, 95)
     ax2.set_title(f"distribution (latency p50 {np.median(lat):.1f} ms, p95 {p95:.1f} ms)")
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.partial.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
+    from edge import outputs
+
+    try:
+        outputs.write_atomic(
+            out, "--out", lambda t: fig.savefig(t, dpi=100), outputs.check_nonempty
+        )
+    finally:
+        plt.close(fig)
     return out

@@ -10,13 +10,14 @@ run opens.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from edge import outputs
 from edge.observe import FrameResult, Observer
 from edge.telemetry import FrameRecord
 from edge.timing import STAGES, FrameTiming
@@ -33,11 +34,15 @@ class TraceWriter(Observer):
         self.path = Path(path)
         if self.path.suffix.lower() != ".json":
             raise ValueError(f"--trace {path}: use a .json file name")
-        if not self.path.parent.exists():
-            raise ValueError(f"--trace {path}: folder {self.path.parent} does not exist")
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
-        self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
-        self._fh.write("[")
+        outputs.check_target("--trace", self.path)
+        self._tmp: Path | None = None
+        try:
+            self._tmp = outputs.temp_path(self.path)
+            self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
+            self._fh.write("[")
+        except OSError as exc:
+            outputs.discard(self._tmp)
+            raise outputs.os_error("--trace", self.path, exc) from None
         self._t0 = time.perf_counter_ns() if origin_ns is None else origin_ns
         self._lock = threading.Lock()  # observe (finishing thread) against close (main thread)
         self._pids: dict[str, int] = {}
@@ -98,37 +103,59 @@ class TraceWriter(Observer):
         with self._lock:
             if self._fh.closed:
                 return
-            pid = self._pid(spans.source)
-            for tid, (stage, start, end) in enumerate(spans.stages(), start=1):
-                args: dict[str, object] = {"frame": spans.frame}
-                if stage == "inference":
-                    args["batch"] = spans.batch
-                self._span(pid, tid, stage, start, end, cat="stage", args=args)
-            end = spans.sink_end_ns
-            tid = self._lane(pid, spans.captured_ns, end)
-            name = f"frame {spans.frame}"
-            self._span(pid, tid, name, spans.captured_ns, end, cat="frame", args=asdict(record))
-            self.frames += 1
-            if time.monotonic() - self._last_flush > 1.0:
-                self._fh.flush()
-                self._last_flush = time.monotonic()
+            try:
+                self._observe(record, spans)
+            except OSError as exc:
+                self._discard()
+                raise outputs.os_error("--trace", self.path, exc) from None
+
+    def _observe(self, record: FrameRecord, spans: FrameSpans) -> None:
+        """One frame's spans; runs under self._lock."""
+        pid = self._pid(spans.source)
+        for tid, (stage, start, end) in enumerate(spans.stages(), start=1):
+            args: dict[str, object] = {"frame": spans.frame}
+            if stage == "inference":
+                args["batch"] = spans.batch
+            self._span(pid, tid, stage, start, end, cat="stage", args=args)
+        end = spans.sink_end_ns
+        tid = self._lane(pid, spans.captured_ns, end)
+        name = f"frame {spans.frame}"
+        self._span(pid, tid, name, spans.captured_ns, end, cat="frame", args=asdict(record))
+        self.frames += 1
+        if time.monotonic() - self._last_flush > 1.0:
+            self._fh.flush()
+            self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        """Finish the array and rename the file into place. Safe to call twice."""
+        """Finish the array, check it parses and rename the file into place. Safe to call twice."""
         with self._lock:
-            if self._fh.closed:
+            if self._fh.closed or self._tmp is None:
                 return
-            self._fh.write("\n]\n")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            try:
+                self._fh.write("\n]\n")
+                self._fh.close()
+            except OSError as exc:
+                self._discard()
+                raise outputs.os_error("--trace", self.path, exc) from None
+            tmp, self._tmp = self._tmp, None
+            outputs.commit(tmp, self.path, "--trace", outputs.check_json)
+
+    def _discard(self) -> None:
+        with contextlib.suppress(OSError):  # the disk already failed
             self._fh.close()
-            os.replace(self._tmp, self.path)
+        outputs.discard(self._tmp)
+        self._tmp = None
 
     def __enter__(self) -> TraceWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # A failed run (an Exception) leaves nothing; a clean stop or Ctrl-C keeps what was written.
+        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
+            with self._lock:
+                self._discard()
+        else:
+            self.close()
 
 
 def read_trace(path: str | Path) -> list[dict]:

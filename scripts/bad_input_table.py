@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,16 @@ class Case:
     group: str
     what: str
     args: tuple[str, ...]  # after `edge`
+    code: int = 2  # the exit code: 2 (bad input) unless the command reports problems (1)
 
 
-def _case(group: str, what: str, command: str) -> Case:
-    return Case(group, what, tuple(command.split()))
+def _case(group: str, what: str, command: str, code: int = 2) -> Case:
+    return Case(group, what, tuple(command.split()), code)
+
+
+def _argv(group: str, what: str, *args: str) -> Case:
+    """A case whose arguments hold spaces or are empty (`_case` splits on spaces)."""
+    return Case(group, what, args)
 
 
 M = "--model tiny.onnx"
@@ -110,6 +117,209 @@ CASES = (
     _case("dataset", "VOC XML with entities (XXE)", "eval --model tiny.onnx --data voc-xxe"),
     _case("dataset", "COCO JSON that is not JSON", "eval --model tiny.onnx --data coco-bad.json"),
     _case("dataset", "COCO image outside the dataset", "eval --model tiny.onnx --data coco-escape"),
+    # Issue 10, class 1: no output destroys an input, lands on a folder or a device, or is named twice.
+    _case("outputs", "detections over the model", f"run {M} --jsonl tiny.onnx"),
+    _case(
+        "outputs", "video over its own source clip", f"run {M} --source clip.mp4 --save clip.mp4"
+    ),
+    _case(
+        "outputs", "video over a symlink to the source", f"run {M} --source clip.mp4 --save sym.mp4"
+    ),
+    _case("outputs", "detections over a hard link to the model", f"run {M} --jsonl hard.jsonl"),
+    _case(
+        "outputs",
+        "telemetry over the --sources list",
+        f"run {M} --sources list.txt --telemetry list.txt",
+    ),
+    _case("outputs", "trace over the model", f"run {M} --trace tiny.onnx"),
+    _case(
+        "outputs",
+        "detections over an image of the source folder",
+        f"run {M} --source imgs --jsonl imgs/a.png",
+    ),
+    _case("outputs", "one file for --save and --jsonl", f"run {M} --save o.mp4 --jsonl o.mp4"),
+    _case(
+        "outputs",
+        "one file for --telemetry and --trace",
+        f"run {M} --telemetry t.json --trace t.json",
+    ),
+    _case(
+        "outputs",
+        "CSV telemetry whose events file is --jsonl",
+        f"run {M} --telemetry t.csv --jsonl t.events.jsonl",
+    ),
+    _case("outputs", "video into an existing folder", f"run {M} --save folder.mp4"),
+    _case("outputs", "detections into an existing folder", f"run {M} --jsonl folder"),
+    _case("outputs", "trace into an existing folder", f"run {M} --trace folder.json"),
+    _case("outputs", "telemetry into an existing folder", f"run {M} --telemetry folder.csv"),
+    _case("outputs", "detections onto a character device", f"run {M} --jsonl chardev"),
+    _case("outputs", "video onto a character device", f"run {M} --save chardev.mp4"),
+    _case("outputs", "detections onto a FIFO", f"run {M} --jsonl fifo"),
+    _case("outputs", "telemetry onto a FIFO", f"run {M} --telemetry fifo.csv"),
+    _case("outputs", "video to stdout", f"run {M} --save -"),
+    _case("outputs", "trace to stdout", f"run {M} --trace -"),
+    _case("outputs", "telemetry to stdout", f"run {M} --telemetry -"),
+    _argv("outputs", "empty --jsonl", "run", "--model", "tiny.onnx", "--jsonl="),
+    _case("outputs", "output whose folder is a file", f"run {M} --jsonl notes.jsonl/d.jsonl"),
+    _case("outputs", "trace into a missing folder", f"run {M} --trace nodir/t.json"),
+    _case("outputs", "telemetry into a missing folder", f"run {M} --telemetry nodir/t.csv"),
+    _case(
+        "outputs",
+        "several streams: a video per stream over a source",
+        f"run {M} --source clip.0.mp4 --source clip.mp4 --save clip.mp4",
+    ),
+    _case(
+        "outputs",
+        "eval metrics over the model",
+        "eval --model tiny.onnx --data yolo-ok --json tiny.onnx",
+    ),
+    _case(
+        "outputs",
+        "eval metrics over the dataset's data.yaml",
+        "eval --model tiny.onnx --data yolo-ok --json yolo-ok/data.yaml",
+    ),
+    _case(
+        "outputs",
+        "eval metrics into an existing folder",
+        "eval --model tiny.onnx --data yolo-ok --json folder",
+    ),
+    _case(
+        "outputs",
+        "eval plots folder that is a file",
+        "eval --model tiny.onnx --data yolo-ok --plots notes.jsonl",
+    ),
+    _case(
+        "outputs",
+        "eval plots into a missing folder",
+        "eval --model tiny.onnx --data yolo-ok --plots nodir/plots",
+    ),
+    _case("outputs", "bench JSON over the model", f"bench {M} --json tiny.onnx"),
+    _case("outputs", "bench plot into an existing folder", f"bench {M} --plot folder.png"),
+    _case("outputs", "bench JSON onto a character device", f"bench {M} --json chardev"),
+    _case(
+        "outputs", "telemetry plot over its own input", "telemetry plot notes.jsonl -o notes.jsonl"
+    ),
+    _case(
+        "outputs",
+        "telemetry plot into an existing folder",
+        "telemetry plot notes.jsonl -o folder.png",
+    ),
+    _case(
+        "outputs",
+        "inspect report over the dataset's data.yaml",
+        "data inspect yolo-ok --json yolo-ok/data.yaml",
+    ),
+    _case(
+        "outputs",
+        "inspect report over a label file",
+        "data inspect yolo-ok --json yolo-ok/labels/im0.txt",
+    ),
+    _case("outputs", "inspect report onto a FIFO", "data inspect yolo-ok --json fifo"),
+    _case("outputs", "synthetic dataset into a file", "data synth --out notes.jsonl --images 2"),
+    _case(
+        "outputs", "synthetic dataset into a missing folder", "data synth --out nodir/ds --images 2"
+    ),
+    _case(
+        "outputs",
+        "export over its own Keras model",
+        "export model.keras --output model.keras",
+    ),
+    _case(
+        "outputs",
+        "training run folder that is a file",
+        "train --data yolo-ok --out notes.jsonl --model tiny",
+    ),
+    _case(
+        "outputs",
+        "training run folder that is the dataset",
+        "train --data yolo-ok --out yolo-ok --model tiny",
+    ),
+    # Issue 10, class 3: every numeric flag has a range.
+    _case("bounds", "huge --imgsz", f"run {M} --imgsz 100000"),
+    _case("bounds", "huge --imgsz HxW", f"run {M} --imgsz 64x100000"),
+    _case("bounds", "huge camera width", f"run {M} --width 100000"),
+    _case("bounds", "huge camera height", f"run {M} --height 100000"),
+    _case("bounds", "huge --threads", f"run {M} --threads 100000"),
+    _case("bounds", "negative --seed", f"run {M} --seed -1"),
+    _case("bounds", "huge --seed", f"run {M} --seed 99999999999"),
+    _case("bounds", "huge --fps", f"run {M} --fps 100000"),
+    _case("bounds", "infinite --duration", f"run {M} --duration inf"),
+    _case("bounds", "NaN --conf", f"run {M} --conf nan"),
+    _case("bounds", "huge --max-det", f"run {M} --max-det 100000000"),
+    _case("bounds", "huge --reconnect", f"run {M} --reconnect 100000"),
+    _case("bounds", "zero --open-timeout", f"run {M} --open-timeout 0"),
+    _case("bounds", "negative --read-timeout", f"run {M} --read-timeout -1"),
+    _case("bounds", "huge --batch-wait-ms", f"run {M} --batch-wait-ms 1e9"),
+    _case("bounds", "a million cameras to probe", "info --cameras 1000000"),
+    _case("bounds", "negative cameras to probe", "info --cameras -1"),
+    _case("bounds", "synth: ten million images", "data synth --out synth --images 10000000"),
+    _case("bounds", "synth: tiny image side", "data synth --out synth --images 2 --imgsz 8"),
+    _case("bounds", "synth: negative seed", "data synth --out synth --images 2 --seed -1"),
+    _case(
+        "bounds",
+        "synth: val fraction above 1",
+        "data synth --out synth --images 2 --val-fraction 2",
+    ),
+    _case("bounds", "inspect: negative val fraction", "data inspect yolo-ok --val-fraction -1"),
+    _case(
+        "bounds",
+        "eval: huge predictions grid",
+        "eval --model tiny.onnx --data yolo-ok --plot-images 100000",
+    ),
+    _case("bounds", "eval: huge --imgsz", "eval --model tiny.onnx --data yolo-ok --imgsz 100000"),
+    _case(
+        "bounds", "eval: zero --max-images", "eval --model tiny.onnx --data yolo-ok --max-images 0"
+    ),
+    _case("bounds", "bench: zero runs", f"bench {M} --runs 0"),
+    _case("bounds", "bench: negative warm-up", f"bench {M} --warmup -1"),
+    _case("bounds", "bench: huge --threads", f"bench {M} --threads 100000"),
+    _case("bounds", "export: zero timed runs", "export model.keras --runs 0"),
+    _case("bounds", "export: negative seed", "export model.keras --seed -1"),
+    _case("bounds", "export: huge --imgsz", "export model.keras --imgsz 100000"),
+    _case("bounds", "train: zero epochs", "train --data yolo-ok --out run --epochs 0"),
+    _case("bounds", "train: zero batch", "train --data yolo-ok --out run --batch 0"),
+    _case(
+        "bounds",
+        "train: input size not a multiple of 32",
+        "train --data yolo-ok --out run --imgsz 33",
+    ),
+    _case("bounds", "train: huge input size", "train --data yolo-ok --out run --imgsz 100000"),
+    _case("bounds", "train: zero learning rate", "train --data yolo-ok --out run --lr 0"),
+    _case("bounds", "train: negative seed", "train --data yolo-ok --out run --seed -1"),
+    _case("bounds", "train: zero workers", "train --data yolo-ok --out run --workers 0"),
+    # Issue 10, class 4: sources that would block open with a timeout or are refused.
+    _case("source", "FIFO with no writer", f"run {M} --source fifo --open-timeout 0.5"),
+    _case("source", "character device that is not a camera", f"run {M} --source chardev"),
+    # Issue 10, class 5: an interrupted dataset is a problem, not "problems: none".
+    _case(
+        "dataset",
+        "YOLO folder without its data.yaml (interrupted synth)",
+        "data inspect half-synth",
+        1,
+    ),
+    _case(
+        "dataset", "synth into a folder that is not empty", "data synth --out yolo-ok --images 2"
+    ),
+    # Issue 10, messages that name the file or flag, and nonsense refused.
+    _case("messages", "non-UTF-8 --sources file", f"run {M} --sources nonutf.txt"),
+    _case("messages", "--sources file that does not exist", f"run {M} --sources missing.txt"),
+    _case("messages", "--sources file with no sources", f"run {M} --sources comments.txt"),
+    _case(
+        "messages", "non-UTF-8 train.txt in a dataset", "eval --model tiny.onnx --data yolo-nonutf"
+    ),
+    _case("messages", "damaged options.json on --resume", "train --out run-damaged --resume"),
+    _case(
+        "messages",
+        "--weights file that does not exist",
+        "train --data yolo-ok --out run --weights missing.h5",
+    ),
+    _case(
+        "messages",
+        "--weights for the tiny model (no backbone)",
+        "train --data yolo-ok --out run --model tiny --weights tiny.onnx",
+    ),
+    _case("messages", "--classes naming nothing", f"run {M} --classes ,"),
+    _argv("messages", "empty --classes", "run", "--model", "tiny.onnx", "--classes="),
 )
 
 
@@ -149,6 +359,7 @@ def prepare(work: Path) -> Path:
     (work / "empty-folder").mkdir()
     (work / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (work / "notes.jsonl").write_text('{"note": "not telemetry"}\n')
+    _issue_10_files(work, np, cv2)
     png = cv2.imencode(".png", np.full((24, 32, 3), 99, np.uint8))[1].tobytes()
     _yolo(work / "yolo-ok", png, "0 0.5 0.5 0.5 0.5")
     _yolo(work / "yolo-empty", None, "")
@@ -172,6 +383,40 @@ def prepare(work: Path) -> Path:
     }
     (escape / "annotations.json").write_text(json.dumps(doc))
     return work
+
+
+def _issue_10_files(work: Path, np: object, cv2: object) -> None:
+    """Inputs of the output-policy, source and message cases."""
+    writer = cv2.VideoWriter(str(work / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), i * 40, np.uint8))
+    writer.release()
+    (work / "clip.0.mp4").write_bytes((work / "clip.mp4").read_bytes())
+    os.symlink("clip.mp4", work / "sym.mp4")
+    os.link(work / "tiny.onnx", work / "hard.jsonl")
+    # A symlink to /dev/null is a character device to stat(); if the product ever replaced it,
+    # the link would go, never /dev/null itself.
+    os.symlink("/dev/null", work / "chardev")
+    os.symlink("/dev/null", work / "chardev.mp4")
+    os.mkfifo(work / "fifo")
+    os.mkfifo(work / "fifo.csv")
+    for name in ("folder.mp4", "folder.json", "folder.csv", "folder.png"):
+        (work / name).mkdir()
+    (work / "list.txt").write_text("synthetic\n")
+    (work / "comments.txt").write_text("# nothing here\n")
+    (work / "nonutf.txt").write_bytes(b"synthetic\n\xff\xfeclip.mp4\n")
+    (work / "imgs").mkdir()
+    cv2.imwrite(str(work / "imgs" / "a.png"), np.full((24, 32, 3), 50, np.uint8))
+    png = cv2.imencode(".png", np.full((24, 32, 3), 99, np.uint8))[1].tobytes()
+    _yolo(work / "yolo-nonutf", png, "0 0.5 0.5 0.5 0.5")
+    (work / "yolo-nonutf" / "data.yaml").write_text(
+        "train: train.txt\nval: train.txt\nnames: [a, b]\n"
+    )
+    (work / "yolo-nonutf" / "train.txt").write_bytes(b"images/im0.png\n\xff\xfe.png\n")
+    _yolo(work / "half-synth", png, "0 0.5 0.5 0.5 0.5")
+    (work / "half-synth" / "data.yaml").unlink()  # what an interrupted `edge data synth` left
+    (work / "run-damaged").mkdir()
+    (work / "run-damaged" / "options.json").write_text('{"data": "yolo-ok", "epochs": ')
 
 
 def _yolo(root: Path, png: bytes | None, label: str) -> None:
@@ -209,8 +454,10 @@ class Outcome:
 
     @property
     def clean(self) -> bool:
-        """Exit code 2 and exactly one line on stderr, no traceback."""
-        return self.code == 2 and len(self.lines) == 1 and "Traceback" not in self.stderr
+        """The case's exit code (2: bad input) and exactly one line on stderr, no traceback."""
+        return (
+            self.code == self.case.code and len(self.lines) == 1 and "Traceback" not in self.stderr
+        )
 
 
 def run_case(case: Case, work: Path, timeout: float = 120) -> Outcome:
@@ -241,7 +488,8 @@ def table(outcomes: list[Outcome]) -> str:
         "Every bad input we try, the one line `edge` prints on stderr, and its exit code. Generated",
         "by `python scripts/bad_input_table.py` (do not edit by hand); the same cases run in",
         "`tests/test_reliability_bad_input.py`, which fails when this table is out of date. Files",
-        "named here are the broken ones the script builds (see `prepare` in the script).",
+        "named here are the broken ones the script builds (see `prepare` in the script). Exit 2 is",
+        "bad input; `edge data inspect` exits 1 when it found problems (the line says how many).",
         "",
         "| input | command | message (stderr) | exit |",
         "| --- | --- | --- | --- |",
@@ -262,11 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--check", action="store_true", help="only check; write nothing")
     args = p.parse_args(argv)
+    start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="edge-bad-input-") as tmp:
         outcomes = run_all(prepare(Path(tmp)))
     bad = [o for o in outcomes if not o.clean]
     for o in bad:
         print(f"NOT CLEAN (exit {o.code}): {o.command}\n{o.stderr}", file=sys.stderr)
+    print(f"{len(outcomes)} cases in {time.monotonic() - start:.0f} s")
     if not args.check:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(table(outcomes), encoding="utf-8")

@@ -39,9 +39,8 @@ def _start(tmp_path: Path, save: str) -> tuple[subprocess.Popen, dict[str, Path]
         text=True,
         env=ENV,
     )
-    partial = out["tele"].with_name(f".{out['tele'].name}.partial")
     deadline = time.monotonic() + 60
-    while not (partial.is_file() and partial.read_text().count("\n") >= 5):
+    while not any(p.read_text().count("\n") >= 5 for p in tmp_path.glob(".t.*partial*")):
         assert time.monotonic() < deadline and p.poll() is None, "edge run wrote no telemetry"
         time.sleep(0.1)
     return p, out

@@ -44,11 +44,41 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # a sub-command not built yet
             raise
         module.add_parser(sub)
+    show_ranges(parser)
     return parser
+
+
+def show_ranges(parser: argparse.ArgumentParser) -> None:
+    """Append each ranged flag's range (see edge.cli.argtypes) to its --help line, everywhere."""
+    for action in parser._actions:  # noqa: SLF001
+        text = getattr(action.type, "range_text", None)
+        if text and action.help != argparse.SUPPRESS and text not in (action.help or ""):
+            action.help = f"{action.help}; range {text}" if action.help else f"range {text}"
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in set(action.choices.values()):
+                show_ranges(child)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Keep TensorFlow, absl, OpenCV/FFmpeg and Python warnings out of the terminal unless
+    --verbose: each reads its level when it loads, so this runs before any of them is imported."""
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ INFO/WARNING/ERROR
+    os.environ.setdefault("GLOG_minloglevel", "3")  # absl/glog in native libraries
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    # FFmpeg inside OpenCV prints its own errors ("moov atom not found") around our one line;
+    # it reads this once, before its first use. -8 is AV_LOG_QUIET.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    logging.captureWarnings(True)  # Keras/TF UserWarnings become log records...
+    for name in ("py.warnings", "absl", "tensorflow", "h5py", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # ...which only show with --verbose
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    quiet_libraries(verbose=bool({"-v", "--verbose"} & set(argv)))
     parser = build_parser()
     # `edge` alone runs the embedded demo, like `edge run`.
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
@@ -58,10 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
     )
-    if not args.verbose:
-        # FFmpeg inside OpenCV prints its own errors ("moov atom not found") around our one line;
-        # it reads this once, before its first use. -8 is AV_LOG_QUIET.
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     if args.command is None:
         parser.print_help()
         return 0

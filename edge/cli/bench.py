@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge.cli.argtypes import imgsz, positive_int
+from edge.cli.argtypes import imgsz, integer, threads
 from edge.errors import ModelError
 from edge.session import PROVIDERS
 
@@ -27,11 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--imgsz", type=imgsz, help="input size N or HxW (dynamic models)")
     p.add_argument(
-        "--runs", type=positive_int, default=100, help="timed runs per case (default 100)"
+        "--runs", type=integer(1, 1_000_000), default=100, help="timed runs per case (default 100)"
     )
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument(
-        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)"
+        "--warmup", type=integer(0, 100_000), default=10, help="untimed runs first (default 10)"
+    )
+    p.add_argument(
+        "--threads", type=threads, default=0, help="ONNX Runtime intra-op threads (0: default)"
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="write a bar chart")
@@ -44,9 +46,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    from edge.outputs import check_outputs
+
+    check_outputs([("--json", args.json), ("--plot", args.plot)], [args.model])
     for flag, path, ext in (("--json", args.json, None), ("--plot", args.plot, ".png")):
-        if path is not None and not path.parent.exists():
-            raise ValueError(f"{flag} {path}: folder {path.parent} does not exist")
         if path is not None and ext and path.suffix.lower() != ext:
             raise ValueError(f"{flag} {path}: use a {ext} file name")
     model: Path = args.model

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edge.cli.argtypes import fraction, integer, seed
 from edge.errors import EdgeError
 
 
@@ -33,8 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--skip-bad", action="store_true", help="problems are fine: they would be skipped (exit 0)"
     )
     inspect.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
-    inspect.add_argument("--val-fraction", type=float, default=0.2, help="for unsplit datasets")
-    inspect.add_argument("--seed", type=int, default=0, help="for unsplit datasets")
+    inspect.add_argument("--val-fraction", type=fraction, default=0.2, help="for unsplit datasets")
+    inspect.add_argument("--seed", type=seed, default=0, help="for unsplit datasets")
     inspect.set_defaults(handler=run_inspect)
 
     synth = commands.add_parser(
@@ -43,16 +45,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Render a synthetic dataset with the scene renderer of the `synthetic` source.",
     )
     synth.add_argument("--out", type=Path, required=True, help="new or empty folder")
-    synth.add_argument("--images", type=int, required=True, metavar="N", help="number of images")
-    synth.add_argument("--seed", type=int, default=0, help="same seed, same dataset")
-    synth.add_argument("--imgsz", type=int, default=320, help="image side in pixels")
-    synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val")
+    synth.add_argument(
+        "--images", type=integer(1, 1_000_000), required=True, metavar="N", help="number of images"
+    )
+    synth.add_argument("--seed", type=seed, default=0, help="same seed, same dataset")
+    synth.add_argument("--imgsz", type=integer(32, 4096), default=320, help="image side in pixels")
+    synth.add_argument("--val-fraction", type=fraction, default=0.2, help="share of images in val")
     synth.set_defaults(handler=run_synth)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     from edge.data.inspect import inspect_dataset
+    from edge.outputs import check_outputs, input_files
 
+    check_outputs([("--json", args.json)], [args.path, *_dataset_files(args.path, input_files)])
     # The report lists every problem; the loader's per-problem warnings would repeat them.
     data_logger = logging.getLogger("edge.data")
     level = data_logger.level
@@ -65,8 +71,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         data_logger.setLevel(level)
     print(report.to_text())
     if args.json is not None:
-        with _one_line_os_errors():
-            args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        from edge import outputs
+
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+        outputs.write_text(args.json, "--json", text, outputs.check_json)
     if report.problems and not args.skip_bad:
         print(
             f"{len(report.problems)} problem(s): training refuses this dataset "
@@ -80,6 +88,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     from edge.data.synth import write_synthetic
 
+    # SIGTERM unwinds like Ctrl-C, so the half-built dataset is removed (exit 130).
+    signal.signal(signal.SIGTERM, _interrupt)
     with _one_line_os_errors():
         yaml_path = write_synthetic(
             args.out,
@@ -91,6 +101,17 @@ def run_synth(args: argparse.Namespace) -> int:
         )
     print(f"wrote {yaml_path}")
     return 0
+
+
+def _dataset_files(path: Path, input_files: object) -> list[Path]:
+    """The dataset's own files one level down (annotations/, labels/...): an output must not be one."""
+    if not path.is_dir():
+        return []
+    return [f for sub in path.iterdir() if sub.is_dir() for f in input_files([sub])]
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @contextmanager

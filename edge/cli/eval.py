@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.cli.argtypes import fraction, imgsz, overlap, whole
+from edge.cli.argtypes import fraction, imgsz, integer, overlap, whole
 from edge.errors import DataError
 from edge.session import DEVICES
 
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--plot-images",
-        type=whole(0),
+        type=integer(0, 1000),
         default=8,
         metavar="N",
         help="images in the predictions grid (default 8)",
@@ -64,8 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from edge import evaluation
     from edge.data import load_dataset
+    from edge.outputs import check_folder, check_outputs
 
     model = evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
+    check_outputs([("--json", args.json)], [args.model, args.data])
+    if args.plots is not None:
+        check_folder("--plots", args.plots)
     if model.suffix.lower() == ".keras":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     dataset = load_dataset(args.data)

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge.cli.argtypes import imgsz, positive_int
+from edge.cli.argtypes import imgsz, integer, positive_int, seed
 
 log = logging.getLogger("edge")
 
@@ -88,9 +88,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--no-verify", action="store_true", help="skip the Keras comparison")
     data.add_argument(
-        "--runs", type=positive_int, default=30, help="timed runs per file (median; default 30)"
+        "--runs",
+        type=integer(1, 100_000),
+        default=30,
+        help="timed runs per file (median; default 30)",
     )
-    data.add_argument("--seed", type=int, default=0, help="synthetic frames seed")
+    data.add_argument("--seed", type=seed, default=0, help="synthetic frames seed")
     gpu = p.add_argument_group("TensorRT")
     gpu.add_argument(
         "--trt-cache", type=Path, metavar="DIR", help="pre-build TensorRT engines here"
@@ -107,6 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
     from edge.export import ExportOptions, export_model, format_report
+    from edge.outputs import check_outputs
 
     options = ExportOptions(
         imgsz=args.imgsz,
@@ -125,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
         input=args.input,
     )
     output = args.output or args.model.with_suffix(".onnx")
+    check_outputs([("--output", output)], [args.model, args.calib_data])
     result = export_model(args.model, output, options)
     print(format_report(result))
     return 0

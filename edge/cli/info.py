@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import platform
 
+from edge.cli.argtypes import integer
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info", help="versions, execution providers that really start, GPUs and cameras"
     )
     p.add_argument(
-        "--cameras", type=int, default=0, metavar="N", help="also probe camera indices 0..N-1"
+        "--cameras",
+        type=integer(0, 64),
+        default=0,
+        metavar="N",
+        help="also probe camera indices 0..N-1",
     )
     p.set_defaults(handler=main)
 

@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING
 
 from edge.bundled import bundled_model
 from edge.cli import run_analytics
-from edge.cli.argtypes import fraction, imgsz, non_negative_float, positive_float, positive_int
+from edge.cli.argtypes import (
+    fps,
+    fraction,
+    imgsz,
+    integer,
+    number,
+    positive_float,
+    positive_int,
+    seed,
+    side,
+    threads,
+)
 from edge.errors import EdgeError, ModelError
 from edge.providers import DEVICES
 
@@ -46,11 +57,33 @@ def _source_specs(args: argparse.Namespace) -> list[str]:
     if args.sources is not None:
         if not args.sources.is_file():
             raise ValueError(f"--sources {args.sources}: no such file")
-        lines = args.sources.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = args.sources.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"--sources {args.sources}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        except OSError as exc:
+            raise ValueError(f"--sources {args.sources}: cannot read it ({exc.strerror})") from None
         specs += [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
         if not specs:
             raise ValueError(f"--sources {args.sources}: no sources in the file")
     return specs or ["synthetic"]
+
+
+def check_run_outputs(args: argparse.Namespace, specs: list[str]) -> None:
+    """Every file this run will write, checked against each other and every input before work."""
+    from edge.outputs import check_outputs
+    from edge.telemetry import events_path
+
+    n = len(specs)
+    outputs = [("--save", _per_stream(args.save, i, n)) for i in range(n)] if args.save else []
+    outputs += [("--jsonl", args.jsonl), ("--telemetry", args.telemetry), ("--trace", args.trace)]
+    outputs += [("--events", getattr(args, "events", None))]
+    if args.telemetry and args.telemetry.suffix.lower() == ".csv":
+        outputs.append(("--telemetry", events_path(args.telemetry)))
+    inputs = [args.model or bundled_model(), args.sources, getattr(args, "config", None), *specs]
+    check_outputs(outputs, inputs, stdout_ok=("--jsonl",))
 
 
 def has_display() -> bool:
@@ -81,23 +114,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="pace files at their native FPS and drop frames like a live source",
     )
+    src.add_argument("--width", type=side, help="requested camera width (synthetic: frame width)")
     src.add_argument(
-        "--width", type=positive_int, help="requested camera width (synthetic: frame width)"
+        "--height", type=side, help="requested camera height (synthetic: frame height)"
     )
-    src.add_argument(
-        "--height", type=positive_int, help="requested camera height (synthetic: frame height)"
-    )
-    src.add_argument(
-        "--fps", type=positive_float, help="requested camera FPS (synthetic: scene FPS)"
-    )
+    src.add_argument("--fps", type=fps, help="requested camera FPS (synthetic: scene FPS)")
     src.add_argument(
         "--reconnect",
-        type=int,
+        type=integer(0, 1000),
         default=10,
         metavar="N",
         help="reconnect attempts per outage of a live source (0: off)",
     )
-    src.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    src.add_argument(
+        "--open-timeout",
+        type=number(0.0, 3600.0, open_low=True),
+        default=5.0,
+        metavar="SECONDS",
+        help="longest wait for a stream or FIFO to open (default 5)",
+    )
+    src.add_argument(
+        "--read-timeout",
+        type=number(0.0, 3600.0, open_low=True),
+        default=5.0,
+        metavar="SECONDS",
+        help="longest wait for a stream's next frame before reconnecting (default 5)",
+    )
+    src.add_argument("--seed", type=seed, default=0, help="synthetic scene seed")
     src.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     src.add_argument(
         "--duration", type=positive_float, metavar="SECONDS", help="stop after this many seconds"
@@ -118,7 +161,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mod.add_argument("--trt-cache", type=Path, metavar="DIR", help="TensorRT engine cache folder")
     mod.add_argument("--no-trt-fp16", action="store_true", help="TensorRT in fp32")
     mod.add_argument(
-        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)"
+        "--threads", type=threads, default=0, help="ONNX Runtime intra-op threads (0: default)"
     )
     mod.add_argument(
         "--imgsz", type=imgsz, help="input size N or HxW for models with a dynamic input"
@@ -126,7 +169,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mod.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
     mod.add_argument("--iou", type=fraction, default=0.45, help="NMS IoU threshold (default 0.45)")
     mod.add_argument("--classes", help="keep only these classes: names or ids, comma-separated")
-    mod.add_argument("--max-det", type=positive_int, default=300, help="most detections per frame")
+    mod.add_argument(
+        "--max-det", type=integer(1, 100_000), default=300, help="most detections per frame"
+    )
     out = p.add_argument_group("output")
     show = out.add_mutually_exclusive_group()
     show.add_argument(
@@ -159,7 +204,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     more.add_argument(
         "--batch-wait-ms",
-        type=non_negative_float,
+        type=number(0.0, 10_000.0),
         default=5.0,
         metavar="MS",
         help="several streams, dynamic-batch model: longest wait to fill a batch (default 5)",
@@ -172,10 +217,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None:
-    if not text:
+    if text is None:
         return None
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if not parts:
+        raise ValueError(
+            f"--classes {text!r}: names no class; give names or ids, comma-separated "
+            f"(this model knows {', '.join(names)})"
+        )
     ids = []
-    for part in (t.strip() for t in text.split(",") if t.strip()):
+    for part in parts:
         if part.isdigit() and int(part) < len(names):
             ids.append(int(part))
         elif part in names:
@@ -198,10 +249,13 @@ def main(args: argparse.Namespace) -> int:
 
     if args.config is not None:
         args = run_analytics.apply_config(args, args.run_parser)
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
     specs = _source_specs(args)
     run_analytics.check(args, len(specs))
+    check_run_outputs(args, specs)
+    if args.jsonl and str(args.jsonl) == "-":
+        # stdout carries the detections; everything else this run prints goes to stderr.
+        args.jsonl_stdout = sys.stdout
+        sys.stdout = sys.stderr
     track = args.track or run_analytics.wanted(args)  # lines and zones follow objects
     # From here on Ctrl-C/SIGTERM ask for a clean stop (files finalised), even during start-up.
     stop = threading.Event()
@@ -245,6 +299,8 @@ def main(args: argparse.Namespace) -> int:
         fps=args.fps,
         realtime=args.realtime,
         reconnect_attempts=args.reconnect,
+        open_timeout_s=args.open_timeout,
+        read_timeout_s=args.read_timeout,
         synthetic_seed=args.seed,
     )
     imgsz = session.input_size(args.imgsz)
@@ -280,9 +336,7 @@ def main(args: argparse.Namespace) -> int:
     if analytics is not None:
         print(analytics.summary())
     written = [_per_stream(args.save, i, len(ids)) for i in range(len(ids))] if args.save else []
-    for path in (*written, args.jsonl, args.telemetry, args.trace, args.events):
-        if path:
-            print(f"wrote {path}")
+    report_written([*written, args.jsonl, args.telemetry, args.trace, args.events])
     if result.lost:
         log.error("lost for good (gave up reconnecting): %s", ", ".join(result.lost))
         return EXIT_SOURCE_LOST
@@ -333,7 +387,11 @@ def _outputs(
             )
         )
     if args.jsonl:
-        outputs.append(stack.enter_context(JsonlDetections(args.jsonl, names)))
+        outputs.append(
+            stack.enter_context(
+                JsonlDetections(args.jsonl, names, getattr(args, "jsonl_stdout", None))
+            )
+        )
     if show:
         outputs.append(
             PerStream({sid: stack.enter_context(Display(f"edge: {sid}")) for sid in ids})
@@ -415,6 +473,20 @@ def _summary_header(
         if s.identity is not None:
             header[f"{at}tracking"] = describe_identity(s.identity)
     return header
+
+
+def report_written(paths: list[Path | None]) -> None:
+    """ "wrote X" only for files that passed their check; a named output that was not written
+    (no frame ever arrived) is said so."""
+    from edge.outputs import was_written
+
+    for path in paths:
+        if path is None or str(path) == "-":
+            continue
+        if was_written(path):
+            print(f"wrote {path}")
+        else:
+            log.warning("%s: not written (no frames reached it)", path)
 
 
 def describe_identity(score: IdentityScore) -> str:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.cli.argtypes import MAX_SIDE, integer, number, seed
 from edge.errors import EdgeError
 
 if TYPE_CHECKING:
@@ -19,31 +20,20 @@ log = logging.getLogger("edge")
 BACKENDS = {"tf": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
 
 
-def _count(text: str, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-    return value
+class _Imgsz:
+    """A square training input size: a multiple of 32 in [32, MAX_SIDE]."""
+
+    range_text = f"a multiple of 32 in [32, {MAX_SIDE}]"
+    __name__ = "imgsz"
+
+    def __call__(self, text: str) -> int:
+        value = integer(32, MAX_SIDE)(text)
+        if value % 32:
+            raise argparse.ArgumentTypeError(f"must be a multiple of 32, got {value}")
+        return value
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def _imgsz(text: str) -> int:
-    value = _count(text, 32)
-    if value % 32:
-        raise argparse.ArgumentTypeError(f"must be a multiple of 32, got {value}")
-    return value
+_imgsz = _Imgsz()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,8 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model", choices=MODELS, default=None, help=f"backbone (default {DEFAULT_MODEL})"
     )
     p.add_argument("--imgsz", type=_imgsz, default=320, help="square input size (default 320)")
-    p.add_argument("--epochs", type=lambda t: _count(t, 1), default=100, help="default 100")
-    p.add_argument("--batch", type=lambda t: _count(t, 1), default=16, help="global batch size")
+    p.add_argument("--epochs", type=integer(1, 100_000), default=100, help="default 100")
+    p.add_argument("--batch", type=integer(1, 65_536), default=16, help="global batch size")
     p.add_argument(
         "--weights",
         default="imagenet",
@@ -76,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", metavar="MODEL.keras", help="start from a detector trained before")
     p.add_argument(
         "--freeze-backbone-epochs",
-        type=lambda t: _count(t, 0),
+        type=integer(0, 100_000),
         default=0,
         metavar="N",
         help="train only neck and head for the first N epochs",
@@ -86,21 +76,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--backend", choices=sorted(BACKENDS), help="Keras backend (sets KERAS_BACKEND)")
-    p.add_argument("--workers", type=lambda t: _count(t, 1), default=4, help="decode threads")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--devices", type=lambda t: _count(t, 1), help="use N devices (default all)")
+    p.add_argument("--workers", type=integer(1, 256), default=4, help="decode threads")
+    p.add_argument("--seed", type=seed, default=0, help="default 0")
+    p.add_argument("--devices", type=integer(1, 1024), help="use N devices (default all)")
     p.add_argument(
         "--model-parallel",
-        type=lambda t: _count(t, 1),
+        type=integer(1, 1024),
         default=1,
         metavar="N",
         help="JAX: shard the weights over N devices (a (devices/N, N) batch x model mesh), "
         "for a backbone or input size too large for one device",
     )
-    p.add_argument("--lr", type=_positive, default=2e-3, help="peak learning rate (AdamW)")
+    p.add_argument(
+        "--lr",
+        type=number(0.0, 10.0, open_low=True),
+        default=2e-3,
+        help="peak learning rate (AdamW)",
+    )
     p.add_argument(
         "--width",
-        type=lambda t: _count(t, 8),
+        type=integer(8, 4096),
         default=None,
         help="neck/head channels (default: the backbone's; smaller is faster)",
     )
@@ -110,8 +105,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     multi = p.add_argument_group("several machines (JAX backend)")
     multi.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
-    multi.add_argument("--num-processes", type=lambda t: _count(t, 1), default=1)
-    multi.add_argument("--process-id", type=lambda t: _count(t, 0), default=0)
+    multi.add_argument("--num-processes", type=integer(1, 4096), default=1)
+    multi.add_argument("--process-id", type=integer(0, 4095), default=0)
     multi.add_argument(
         "--every-process-saves",
         action="store_true",
@@ -121,6 +116,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    weights = _weights(args)  # checked before TensorFlow loads: a bad flag answers at once
+    _check_out(args)
     _select_backend(args.backend)
     from edge.data.batches import Augment
     from edge.training import TrainOptions, train
@@ -128,7 +125,6 @@ def main(args: argparse.Namespace) -> int:
 
     if not args.resume and not args.data:
         raise EdgeError("--data is required (unless --resume)")
-    weights = None if args.weights.lower() in ("none", "") else args.weights
     options = TrainOptions(
         data=str(Path(args.data).resolve()) if args.data else None,
         model=args.model or DEFAULT_MODEL,
@@ -167,6 +163,34 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(args: argparse.Namespace) -> str | None:
+    """--weights: imagenet, none, or a file that exists and that the chosen backbone can take."""
+    from edge.training.options import DEFAULT_MODEL
+
+    text = args.weights.strip()
+    if text.lower() in ("none", ""):
+        return None
+    if text.lower() == "imagenet":
+        return "imagenet"
+    if not Path(text).is_file():
+        raise EdgeError(f"--weights {text}: no such file (use imagenet, none or a weights file)")
+    if (args.model or DEFAULT_MODEL) == "tiny":
+        raise EdgeError(
+            f"--weights {text}: the tiny model has no pretrained backbone to load it into; "
+            "choose another --model or drop --weights"
+        )
+    return text
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """--out is a run folder: not a file, its parent writable, not the dataset itself."""
+    from edge.outputs import check_folder
+
+    check_folder("--out", args.out)
+    if args.data and Path(args.data).exists() and Path(args.data).resolve() == args.out.resolve():
+        raise EdgeError(f"--out {args.out}: is the dataset --data; give the run its own folder")
+
+
 def _interrupted(out: Path) -> None:
     """Say what an interrupted run kept: the epoch in progress is lost, the checkpoint is not."""
     from edge.training.checkpoint import STATE_FILE
@@ -185,7 +209,15 @@ def _dataset(args: argparse.Namespace) -> Dataset:
     data = args.data
     if data is None:  # --resume alone: the dataset the run was started on
         saved = args.out / "options.json"
-        data = TrainOptions.from_json(saved.read_text()).data if saved.is_file() else None
+        try:
+            data = (
+                TrainOptions.from_json(saved.read_text("utf-8")).data if saved.is_file() else None
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise EdgeError(
+                f"--resume: {saved} is damaged ({' '.join(str(exc).split())[:120]}); "
+                f"pass --data to restart in a new --out"
+            ) from None
         if not data:
             raise EdgeError(f"{args.out}: no recorded dataset; pass --data with --resume")
     return load_dataset(data)

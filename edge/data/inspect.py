@@ -64,7 +64,26 @@ def inspect_dataset(path: str | Path, val_fraction: float = 0.2, seed: int = 0) 
 
     Raises DataError only where nothing can be read (missing path, unknown format, no images).
     """
-    return summarise(load_dataset(path, skip_bad=True, val_fraction=val_fraction, seed=seed))
+    report = summarise(load_dataset(path, skip_bad=True, val_fraction=val_fraction, seed=seed))
+    missing = missing_manifest(Path(path), report.format)
+    if missing:
+        report = dataclasses.replace(report, problems=(missing, *report.problems))
+    return report
+
+
+def missing_manifest(path: Path, fmt: str) -> str | None:
+    """A YOLO folder with neither data.yaml nor a class names file has no manifest: its class
+    names are unknown, and it may be a dataset whose writing was interrupted."""
+    from edge.data.yolo import NAMES_FILES, find_yaml
+
+    if fmt != "yolo" or not path.is_dir() or find_yaml(path) is not None:
+        return None
+    if any((path / n).is_file() for n in NAMES_FILES):
+        return None
+    return (
+        f"{path}: no data.yaml (nor {', '.join(NAMES_FILES)}): the manifest is missing, class names "
+        "are unknown and the dataset may be incomplete (an interrupted `edge data synth`?)"
+    )
 
 
 def summarise(dataset: Dataset) -> DatasetReport:

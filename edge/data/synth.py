@@ -1,8 +1,8 @@
 """Writes the synthetic dataset in YOLO layout, drawn by the renderer of the `synthetic` source.
 
 Image `i` is `render_still(seed=f(seed, i))`, so a dataset is reproducible from its seed and any
-image can be regenerated alone. Files are written atomically and data.yaml last: a folder with a
-data.yaml is complete.
+image can be regenerated alone. The dataset is built in a hidden sibling folder and renamed to its
+name only when complete (data.yaml last), so a folder under that name is always a whole dataset.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -46,12 +48,32 @@ def write_synthetic(
     The last `round(images * val_fraction)` images form val. `out` must be empty or absent.
     Raises ValueError for bad arguments and DataError when `out` is not empty.
     """
+    _check_arguments(images, seed, imgsz, val_fraction)
+    final = Path(out)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise DataError(f"{final}: output folder is not empty; choose a new one")
+    if not final.parent.is_dir():
+        raise DataError(f"{final}: folder {final.parent} does not exist")
+    # Built in a hidden sibling and renamed when complete: an interrupted run (Ctrl-C, SIGTERM,
+    # disk full) leaves nothing under the final name.
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        _render_all(out, images, seed, imgsz, val_fraction, progress)
+        if final.exists():
+            final.rmdir()  # empty, checked above
+        os.rename(out, final)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    _fsync_dir(final.parent)
+    return final / "data.yaml"
+
+
+def _render_all(
+    out: Path, images: int, seed: int, imgsz: int, val_fraction: float, progress: bool
+) -> None:
     from edge.synthetic import CLASS_NAMES, render_still  # needs OpenCV: import when used
 
-    _check_arguments(images, seed, imgsz, val_fraction)
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out}: output folder is not empty; choose a new one")
     n_val = round(images * val_fraction)
     if val_fraction > 0 and images >= 2:
         n_val = min(max(n_val, 1), images - 1)
@@ -71,8 +93,18 @@ def write_synthetic(
         bar.close()
     yaml_path = out / "data.yaml"
     _write_atomic(yaml_path, _data_yaml(CLASS_NAMES, images, seed, imgsz).encode())
-    logger.info("wrote %d images (%d val) to %s", images, n_val, out)
-    return yaml_path
+    with open(yaml_path, "rb+") as f:
+        os.fsync(f.fileno())
+    logger.info("rendered %d images (%d val)", images, n_val)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "nt":
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _check_arguments(images: int, seed: int, imgsz: int, val_fraction: float) -> None:

@@ -162,7 +162,11 @@ def _resolve_entry(text: str, root: Path, base: Path, where: str) -> Path:
 
 def _images_listed_in(list_file: Path, root: Path) -> list[Path]:
     images = []
-    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{list_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             images.append(
                 inside_root(root, list_file.parent, line.strip(), f"{list_file}:{number}")
@@ -192,7 +196,10 @@ def _names_from_file(folder: Path) -> tuple[str, ...] | None:
     for d in (folder, folder / "labels"):
         for name in NAMES_FILES:
             if (d / name).is_file():
-                lines = (d / name).read_text(encoding="utf-8").splitlines()
+                try:
+                    lines = (d / name).read_text(encoding="utf-8").splitlines()
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{d / name}: not UTF-8 text ({exc.reason})") from None
                 return tuple(line.strip() for line in lines if line.strip())
     return None
 

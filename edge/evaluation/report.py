@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +32,10 @@ def format_table(result: EvalResult) -> str:
 
 
 def write_json(result: EvalResult, path: str | Path, **extra: Any) -> Path:
-    """Write `result.to_dict()` (plus `extra` keys) to `path` atomically: temp file + os.replace."""
+    """Write `result.to_dict()` (plus `extra` keys) to `path` by the output policy (edge.outputs)."""
+    from edge import outputs
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**result.to_dict(), **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; metrics are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    text = json.dumps({**result.to_dict(), **extra}, indent=2, allow_nan=False) + "\n"
+    return outputs.write_text(path, "--json", text, outputs.check_json)

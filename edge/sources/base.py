@@ -28,8 +28,17 @@ class SourceOptions:
     reconnect_attempts: int = 10  # per outage; 0 disables reconnecting
     reconnect_backoff: tuple[float, float] = (0.5, 8.0)  # first and longest wait, seconds
     synthetic_seed: int = 0
+    # Streams, FIFOs: longest wait to open / for one frame, seconds (None: STREAM_TIMEOUT_MS).
+    open_timeout_s: float | None = None
+    read_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("open_timeout", "read_timeout"):
+            v = getattr(self, f"{name}_s")
+            if v is not None and not 0 < v <= 3600:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be in (0, 3600] seconds, got {v}"
+                )
         for name in ("width", "height"):
             v = getattr(self, name)
             if v is not None and v <= 0:

@@ -16,6 +16,13 @@ log = logging.getLogger(__name__)
 
 # A dead stream can block cv2's open/read for 30 s (OpenCV's default); fail sooner and reconnect.
 STREAM_TIMEOUT_MS = 5000
+
+
+def timeout_ms(seconds: float | None) -> int:
+    """A timeout flag's seconds as OpenCV's milliseconds; None: STREAM_TIMEOUT_MS."""
+    return STREAM_TIMEOUT_MS if seconds is None else max(int(seconds * 1000), 1)
+
+
 # A video read that fails this many times in a row is at its end; fewer failures followed by a good
 # frame are corrupt frames, skipped and counted.
 MAX_BAD_RUN = 50
@@ -38,8 +45,9 @@ class Capture:
             if isinstance(self.target, int):
                 cap = cv2.VideoCapture(self.target)
             else:
-                timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
-                timeouts += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+                o = self.options
+                timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms(o.open_timeout_s)]
+                timeouts += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms(o.read_timeout_s)]
                 cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, timeouts)
         finally:
             if previous is not None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import glob
+import os
+import select
+import stat
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import SourceError
 from edge.labels import IMAGE_SUFFIXES, is_image, list_images
+from edge.sources import capture
 from edge.sources.base import SequentialSource, Source, SourceOptions
 from edge.sources.capture import live_capture, video_file
 from edge.sources.images import image_source, read_image
@@ -77,4 +81,40 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
         if read_image(path) is None:
             raise SourceError(f"--source {spec}: unreadable image")
         return image_source([path], path.name)
-    return video_file(path, options)
+    held = hold_special_file(path, options)
+    try:
+        return video_file(path, options)
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def hold_special_file(path: Path, options: SourceOptions) -> tuple[int, ...]:
+    """Refuse a device or socket that is not a camera; for a FIFO, wait at most the open timeout
+    for its writer's first bytes (a plain open would block forever with no writer).
+
+    Returns descriptors to close once the capture has opened the FIFO: a reader (the data already
+    sent stays in the pipe) and a writer (the capture's blocking open returns even when the real
+    writer has already finished). Empty for a regular file or a camera device.
+    """
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return ()
+    if stat.S_ISCHR(mode) and path.name.startswith("video"):
+        return ()  # a V4L2 camera node (/dev/video0): OpenCV opens it as a camera
+    if not stat.S_ISFIFO(mode) or not hasattr(select, "poll"):
+        raise SourceError(
+            f"--source {path}: a device or socket, not a video, camera or FIFO "
+            "(give a camera index, a file, a FIFO or a URL)"
+        )
+    timeout = options.open_timeout_s or capture.STREAM_TIMEOUT_MS / 1000
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # returns at once, writer or not
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(int(timeout * 1000)):
+        os.close(fd)
+        raise SourceError(
+            f"--source {path}: FIFO with no data after {timeout:g} s (is its writer running? "
+            "--open-timeout waits longer)"
+        )
+    return (fd, os.open(path, os.O_WRONLY | os.O_NONBLOCK))
