@@ -113,10 +113,10 @@ def _start_server(port: int = 0) -> tuple[subprocess.Popen, int]:
 
 def _wait_for_rows(telemetry: Path, timeout: float = 60.0) -> None:
     """Until the run has flushed frame rows (its first flush comes after about a second)."""
-    partial = telemetry.with_name(f".{telemetry.name}.partial")
+    pattern = f".{telemetry.stem}.*partial*"  # edge.outputs.temp_path's names
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if partial.is_file() and partial.read_text().count("\n") >= 3:
+        if any(p.read_text().count("\n") >= 3 for p in telemetry.parent.glob(pattern)):
             return
         time.sleep(0.1)
     raise AssertionError("edge run wrote no telemetry")
