@@ -243,6 +243,12 @@ def commit(tmp: Path, path: Path | str, flag: str, check: Check | None = None) -
     except (OutputError, ValueError) as exc:
         discard(tmp)
         raise OutputError(f"{flag} {path}: {exc}; nothing was written") from None
+    except KeyboardInterrupt:
+        # A second Ctrl-C while the run finishes its files: the data is all there, so this file
+        # is finished (checked and renamed) before the abort goes on.
+        if tmp.exists():
+            commit(tmp, path, flag, check)
+        raise
     except BaseException:
         discard(tmp)
         raise
@@ -301,7 +307,11 @@ def check_nonempty(tmp: Path) -> None:
 
 
 def video_check(frames: int) -> Check:
-    """A check that re-opens a video and counts its frames: all `frames` must read back."""
+    """A check that re-opens a video: it must hold all `frames`, and its last frame must decode.
+
+    The container's frame count and one seek to the end cost the same for a minute or an hour of
+    video; only a container that states no count is counted frame by frame.
+    """
 
     def check(tmp: Path) -> None:
         import cv2
@@ -312,9 +322,15 @@ def video_check(frames: int) -> Check:
                 raise OutputError(
                     f"the written video does not open (0 of {frames} frames; disk full?)"
                 )
-            n = 0
-            while n <= frames and cap.grab():
-                n += 1
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if n == frames and frames > 0:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
+                if not cap.grab():
+                    n = frames - 1  # the count was written but the frames were not
+            elif n <= 0:
+                n = 0
+                while n <= frames and cap.grab():
+                    n += 1
         finally:
             cap.release()
         if n != frames:
