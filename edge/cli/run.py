@@ -27,6 +27,7 @@ from edge.cli.argtypes import (
     side,
     threads,
 )
+from edge.cli.run_outputs import check_run_outputs, open_outputs, per_stream, report_written
 from edge.errors import EdgeError, ModelError
 from edge.providers import DEVICES
 
@@ -69,21 +70,6 @@ def _source_specs(args: argparse.Namespace) -> list[str]:
         if not specs:
             raise ValueError(f"--sources {args.sources}: no sources in the file")
     return specs or ["synthetic"]
-
-
-def check_run_outputs(args: argparse.Namespace, specs: list[str]) -> None:
-    """Every file this run will write, checked against each other and every input before work."""
-    from edge.outputs import check_outputs
-    from edge.telemetry import events_path
-
-    n = len(specs)
-    outputs = [("--save", _per_stream(args.save, i, n)) for i in range(n)] if args.save else []
-    outputs += [("--jsonl", args.jsonl), ("--telemetry", args.telemetry), ("--trace", args.trace)]
-    outputs += [("--events", getattr(args, "events", None))]
-    if args.telemetry and args.telemetry.suffix.lower() == ".csv":
-        outputs.append(("--telemetry", events_path(args.telemetry)))
-    inputs = [args.model or bundled_model(), args.sources, getattr(args, "config", None), *specs]
-    check_outputs(outputs, inputs, stdout_ok=("--jsonl",))
 
 
 def has_display() -> bool:
@@ -316,7 +302,7 @@ def main(args: argparse.Namespace) -> int:
         sources = _open_sources(specs, src_opts, stack)
         ids = stream_ids([s.name for s in sources])
         analytics = run_analytics.build(args, ids, sources, names, stack)
-        observers = _outputs(args, stack, sources, ids, names, show, analytics)
+        observers = open_outputs(args, stack, sources, ids, names, show, analytics)
         if len(sources) == 1:  # frames done/total, FPS, ETA on a terminal
             progress = terminal_progress(sources[0], specs[0], max_frames, args.quiet)
             observers += [stack.enter_context(progress)] if progress else []
@@ -335,7 +321,7 @@ def main(args: argparse.Namespace) -> int:
     print(format_summary(result.collector, header))
     if analytics is not None:
         print(analytics.summary())
-    written = [_per_stream(args.save, i, len(ids)) for i in range(len(ids))] if args.save else []
+    written = [per_stream(args.save, i, len(ids)) for i in range(len(ids))] if args.save else []
     report_written([*written, args.jsonl, args.telemetry, args.trace, args.events])
     if result.lost:
         log.error("lost for good (gave up reconnecting): %s", ", ".join(result.lost))
@@ -352,66 +338,6 @@ def _open_sources(specs: list[str], options: SourceOptions, stack: contextlib.Ex
         opts = dataclasses.replace(options, synthetic_seed=options.synthetic_seed + i)
         sources.append(stack.enter_context(open_source(spec, opts)))
     return sources
-
-
-def _per_stream(path: Path, index: int, streams: int) -> Path:
-    from edge.observe import per_stream_path
-
-    return path if streams == 1 else per_stream_path(path, index)
-
-
-def _outputs(
-    args: argparse.Namespace,
-    stack: contextlib.ExitStack,
-    sources: list,
-    ids: list[str],
-    names: tuple[str, ...],
-    show: bool,
-    analytics: object | None = None,
-) -> list:
-    """Every output asked for, opened in `stack`: one JSONL, telemetry file, trace and web page
-    hold every stream (each row names its source); videos and windows are one per stream."""
-    from edge.observe import PerStream
-    from edge.sinks import Display, JsonlDetections, VideoFile
-    from edge.telemetry import TelemetryWriter
-
-    n = len(ids)
-    outputs: list = []
-    if args.save:
-        outputs.append(
-            PerStream(
-                {
-                    sid: stack.enter_context(VideoFile(_per_stream(args.save, i, n), src.fps))
-                    for i, (sid, src) in enumerate(zip(ids, sources, strict=True))
-                }
-            )
-        )
-    if args.jsonl:
-        outputs.append(
-            stack.enter_context(
-                JsonlDetections(args.jsonl, names, getattr(args, "jsonl_stdout", None))
-            )
-        )
-    if show:
-        outputs.append(
-            PerStream({sid: stack.enter_context(Display(f"edge: {sid}")) for sid in ids})
-        )
-    if args.telemetry:
-        outputs.append(stack.enter_context(TelemetryWriter(args.telemetry)))
-    if args.trace:
-        from edge.trace import TraceWriter
-
-        outputs.append(stack.enter_context(TraceWriter(args.trace)))
-    if args.serve:
-        from edge.serve import LiveServer
-
-        title = f"edge: {ids[0]}" if n == 1 else f"edge: {n} streams"
-        server = stack.enter_context(LiveServer(*args.serve, title=title))
-        if analytics is not None:
-            server.extra_metrics.append(analytics.metrics)  # type: ignore[attr-defined]
-        log.info("serving %s", server.url)
-        outputs.append(server)
-    return outputs
 
 
 def _describe_start(loop: Loop, warm: float, show: bool) -> str:
@@ -473,20 +399,6 @@ def _summary_header(
         if s.identity is not None:
             header[f"{at}tracking"] = describe_identity(s.identity)
     return header
-
-
-def report_written(paths: list[Path | None]) -> None:
-    """ "wrote X" only for files that passed their check; a named output that was not written
-    (no frame ever arrived) is said so."""
-    from edge.outputs import was_written
-
-    for path in paths:
-        if path is None or str(path) == "-":
-            continue
-        if was_written(path):
-            print(f"wrote {path}")
-        else:
-            log.warning("%s: not written (no frames reached it)", path)
 
 
 def describe_identity(score: IdentityScore) -> str:
