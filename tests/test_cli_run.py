@@ -264,3 +264,17 @@ def test_latest_frame_under_slow_model_keeps_latency_flat(tmp_path):
     assert rows[-1]["dropped"] > 0
     assert np.median(age) < 1000 / 120 + inf + 10
     assert np.median(age[-10:]) < np.median(age[:10]) + 10  # no growth over the run
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("-v", "run", "--max-frames", "2"),  # global flag before the sub-command
+        ("-v", "--max-frames", "2"),  # global flag, then run's flags: the demo
+        ("--max-frames", "2"),  # run's flags alone: the demo
+    ],
+)
+def test_global_flags_may_come_before_the_command(tiny_model, argv):
+    r = edge(*argv, "--model", str(tiny_model), "--no-show")
+    assert r.returncode == 0, r.stderr
+    assert "frames" in r.stdout and "stopped by max_frames" in r.stdout

@@ -18,6 +18,7 @@ from edge import __version__
 from edge.errors import EdgeError
 
 # Sub-command modules, in the order `edge --help` lists them.
+GLOBAL_FLAGS = ("-v", "--verbose")  # flags of `edge` itself, before the sub-command
 COMMANDS = ("run", "info", "telemetry", "data", "train", "eval", "export", "bench")
 
 
@@ -80,9 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     quiet_libraries(verbose=bool({"-v", "--verbose"} & set(argv)))
     parser = build_parser()
-    # `edge` alone runs the embedded demo, like `edge run`.
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
-        argv = ["run", *argv] if "run" in parser._subparsers._group_actions[0].choices else argv  # noqa: SLF001
+    # `edge` alone (or with run's flags only) runs the embedded demo, like `edge run`; global
+    # flags (-v) may come first either way.
+    lead = 0
+    while lead < len(argv) and argv[lead] in GLOBAL_FLAGS:
+        lead += 1
+    rest = argv[lead:]
+    if not rest or rest[0].startswith("-") and rest[0] not in ("-h", "--help", "--version"):
+        argv = [*argv[:lead], "run", *rest]
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
