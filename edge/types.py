@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -169,7 +169,7 @@ class Detections:
     def to_supervision(self) -> sv.Detections:
         """A `supervision.Detections` (needs `pip install supervision`): boxes, scores, class and
         tracker ids (None when no row has one), and the class names in `data["class_name"]`."""
-        import supervision as sv
+        sv = _supervision()
 
         has_ids = bool(len(self)) and bool((self.track_id >= 0).any())
         return sv.Detections(
@@ -188,3 +188,14 @@ class Detections:
         class_id = detections.class_id if detections.class_id is not None else np.zeros(n)
         track = detections.tracker_id if detections.tracker_id is not None else np.full(n, -1)
         return cls(detections.xyxy, score, class_id, track, tuple(names))
+
+
+def _supervision() -> Any:
+    try:
+        import supervision
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "Detections.to_supervision needs supervision: pip install supervision",
+            name="supervision",
+        ) from None
+    return supervision
