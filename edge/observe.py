@@ -79,11 +79,20 @@ class Observer:
     def close(self) -> None:
         pass
 
+    def discard(self) -> None:
+        """Give the output up after a failed run: a file output leaves nothing under its name.
+        The default closes."""
+        self.close()
+
     def __enter__(self) -> Observer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # A failed run (an Exception) leaves nothing; a clean stop or Ctrl-C keeps what was written.
+        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
+            self.discard()
+        else:
+            self.close()
 
 
 class PerStream(Observer):

@@ -214,8 +214,9 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
-    if os.name == "nt":
+def fsync_folder(folder: Path) -> None:
+    """Make a rename inside `folder` durable (POSIX; elsewhere folders cannot be opened)."""
+    if os.name != "posix":
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -236,7 +237,7 @@ def commit(tmp: Path, path: Path | str, flag: str, check: Check | None = None) -
         if check is not None:
             check(tmp)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_folder(path.parent)
     except OSError as exc:
         discard(tmp)
         raise os_error(flag, path, exc) from None

@@ -95,7 +95,7 @@ class VideoFile(Sink):
                 raise outputs.os_error("--save", self.path, exc) from None
             self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
-                self._discard()
+                self.discard()
                 raise EdgeError(f"--save {self.path}: cannot write video (codec unavailable?)")
             self._size = (w, h)
         if (img.shape[1], img.shape[0]) != self._size:
@@ -113,19 +113,12 @@ class VideoFile(Sink):
         tmp, self._tmp = self._tmp, None
         outputs.commit(tmp, self.path, "--save", outputs.video_check(self.frames))
 
-    def _discard(self) -> None:
+    def discard(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
         outputs.discard(self._tmp)
         self._tmp = None
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        # A failed run (an Exception) leaves nothing; a clean stop or Ctrl-C keeps what was written.
-        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
-            self._discard()
-        else:
-            self.close()
 
 
 class JsonlDetections(Sink):
@@ -183,7 +176,7 @@ class JsonlDetections(Sink):
             if self._tmp is None:
                 self._fh.flush()  # a pipe reader wants each frame as it comes
         except OSError as exc:
-            self._discard()
+            self.discard()
             raise outputs.os_error("--jsonl", self.path, exc) from None
         return True
 
@@ -198,21 +191,15 @@ class JsonlDetections(Sink):
         try:
             self._fh.close()
         except OSError as exc:
-            self._discard()
+            self.discard()
             raise outputs.os_error("--jsonl", self.path, exc) from None
         tmp, self._tmp = self._tmp, None
         outputs.commit(tmp, self.path, "--jsonl", outputs.check_jsonl)
 
-    def _discard(self) -> None:
+    def discard(self) -> None:
         if self._tmp is None:
             return
         with contextlib.suppress(OSError):  # the disk already failed
             self._fh.close()
         outputs.discard(self._tmp)
         self._tmp = None
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
-            self._discard()
-        else:
-            self.close()

@@ -149,13 +149,9 @@ class TraceWriter(Observer):
     def __enter__(self) -> TraceWriter:
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        # A failed run (an Exception) leaves nothing; a clean stop or Ctrl-C keeps what was written.
-        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
-            with self._lock:
-                self._discard()
-        else:
-            self.close()
+    def discard(self) -> None:
+        with self._lock:
+            self._discard()
 
 
 def read_trace(path: str | Path) -> list[dict]:

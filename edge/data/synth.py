@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.errors import DataError
+from edge.outputs import fsync_folder
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def write_synthetic(
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    _fsync_dir(final.parent)
+    fsync_folder(final.parent)
     return final / "data.yaml"
 
 
@@ -96,15 +97,6 @@ def _render_all(
     with open(yaml_path, "rb+") as f:
         os.fsync(f.fileno())
     logger.info("rendered %d images (%d val)", images, n_val)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "nt":
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _check_arguments(images: int, seed: int, imgsz: int, val_fraction: float) -> None:

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.outputs import fsync_folder
 
 STATE_FILE = "last.state.npz"
 STATE_VERSION = 1
@@ -50,21 +51,10 @@ def atomic_write(path: Path, write: Any, suffix: str) -> None:
         with open(tmp, "rb+") as f:  # rb+: Windows cannot fsync a read-only handle
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_folder(path.parent)
+        fsync_folder(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename durable (POSIX; elsewhere folders cannot be opened)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
