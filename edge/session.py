@@ -243,7 +243,7 @@ class ModelSession:
         self.check = check_model(self._session, self.contract, f"model {self.path}")
         self.contract = self.check.contract
         self.input_shape = list(self.check.input_shape)
-        self.input_dtype = self.check.input_dtype  # float32, float16 or uint8
+        self.input_dtype = self.check.input_dtype.type  # np.float32, np.float16 or np.uint8
         self.binding: DeviceBinding | None = None
         on_gpu = self.device in ("cuda", "tensorrt")
         if (
