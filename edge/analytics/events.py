@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
-from edge.errors import EdgeError
+from edge import outputs
 
 KINDS = ("cross-in", "cross-out", "enter", "exit", "dwell")
 
@@ -70,48 +69,57 @@ class EventLog:
     place by `close()`; after a crash the final name holds nothing half-written.
 
     Raises:
-        EdgeError: the file cannot be created or written.
+        OutputError: the file is not a regular file, or cannot be created or written.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.events = 0
+        # Found at once, not after the run when the rename fails; `edge run` has already checked
+        # it against its inputs and other outputs (edge.outputs.check_outputs).
         if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
-            raise EdgeError(f"--events {self.path}: not a regular file; give a file name")
+            raise outputs.OutputError(f"--events {self.path}: not a regular file; give a file name")
+        self._tmp: Path | None = None
         try:
-            fd, name = tempfile.mkstemp(
-                prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
-                dir=self.path.parent if str(self.path.parent) else ".",
-            )  # fmt: skip
+            self._tmp = outputs.temp_path(self.path)
+            self._file: TextIO | None = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            raise EdgeError(f"--events {self.path}: cannot write ({exc.strerror or exc})") from None
-        self._tmp = Path(name)
-        self._file = os.fdopen(fd, "w", encoding="utf-8")
+            outputs.discard(self._tmp)
+            raise outputs.os_error("--events", self.path, exc) from None
 
     def write(self, events: list[Event]) -> None:
         if self._file is None:
             raise ValueError("EventLog is closed")
-        for e in events:
-            self._file.write(json.dumps(e.to_dict()) + "\n")
+        try:
+            for e in events:
+                self._file.write(json.dumps(e.to_dict()) + "\n")
+            if events:
+                self._file.flush()
+        except OSError as exc:
+            self._abandon()
+            raise outputs.os_error("--events", self.path, exc) from None
         self.events += len(events)
-        if events:
-            self._file.flush()
 
     def close(self) -> None:
-        """fsync and rename into place. Safe to call twice."""
+        """Check every line and rename into place (edge.outputs.commit). Safe to call twice."""
         if self._file is None:
             return
         f, self._file = self._file, None
         try:
-            f.flush()
-            os.fsync(f.fileno())
             f.close()
-            os.replace(self._tmp, self.path)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                f.close()
-                self._tmp.unlink()
-            raise EdgeError(f"--events {self.path}: cannot write ({exc.strerror or exc})") from None
+            self._abandon()
+            raise outputs.os_error("--events", self.path, exc) from None
+        tmp, self._tmp = self._tmp, None
+        outputs.commit(tmp, self.path, "--events", outputs.check_jsonl)
+
+    def _abandon(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # the disk already failed
+                self._file.close()
+            self._file = None
+        outputs.discard(self._tmp)
+        self._tmp = None
 
     def __enter__(self) -> EventLog:
         return self
