@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge import outputs
 from edge.analytics.delivery import Outbox, topic_part
 from edge.analytics.events import Event
 from edge.errors import EdgeError
@@ -57,14 +56,7 @@ class Snapshots:
         if not ok:
             raise ValueError("JPEG encoding failed")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        try:
-            tmp.write_bytes(buf.tobytes())
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        outputs.write_atomic(path, "--snapshots", lambda tmp: tmp.write_bytes(buf.tobytes()))
 
     @property
     def stats(self):  # noqa: ANN201 - DeliveryStats
