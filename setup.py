@@ -2,7 +2,7 @@
 
 The repository keeps it in models/ (beside the Keras model and the other precisions); a wheel has
 no repository, so the build copies it into the package. Editable installs and source checkouts
-find it in models/ (edge/bundled.py), so nothing is copied for them.
+find it in models/ (edge/runtime/bundled.py), so nothing is copied for them.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ from pathlib import Path
 import cv2
 
 from edge.analytics import Analytics, RegionOptions, parse_line, parse_zone
-from edge.annotate import draw
-from edge.detector import Detector
-from edge.synthetic import SyntheticScene
-from edge.tracking import Tracker
+from edge.api.detector import Detector
+from edge.runtime.annotate import draw
+from edge.runtime.tracking import Tracker
+from edge.sources.synthetic import SyntheticScene
 from edge.types import Frame
 
 REPO = Path(__file__).resolve().parents[1]

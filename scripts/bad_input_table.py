@@ -56,7 +56,7 @@ CASES = (
     _case("model", "model no decoder understands (3 names, 2 scores)", "run --model wrong.onnx"),
     _case("model", "hostile metadata (nested 100,000 deep)", "run --model deep.onnx"),
     _case("model", "model with zero std in its contract", "run --model zero-std.onnx"),
-    # the model gate (edge/gate.py): refused at load, before the source opens
+    # the model gate (edge/runtime/gate.py): refused at load, before the source opens
     _case("model", "input of type int32", "run --model int32-input.onnx"),
     _case("model", "input with no declared shape", "run --model shapeless.onnx"),
     _case("model", "3-D input", "run --model rank3.onnx"),
@@ -336,7 +336,11 @@ def prepare(work: Path) -> Path:
     fixed_detector(work / "plain.onnx", metadata={})
     meta = {"edge.contract": "1", "names": '["a","b","c"]', "imgsz": "[64,64]"}
     fixed_detector(work / "wrong.onnx", metadata=meta)
-    deep = {"edge.contract": "1", "names": "[" * 100_000 + "]" * 100_000, "imgsz": "[64,64]"}
+    deep = {
+        "edge.contract": "1",
+        "names": "[" * 100_000 + "]" * 100_000,
+        "imgsz": "[64,64]",
+    }
     fixed_detector(work / "deep.onnx", metadata=deep)
     fixed_detector(
         work / "zero-std.onnx", metadata={**meta, "names": '["a","b"]', "std": "[0,0,0]"}

@@ -51,7 +51,7 @@ def main() -> int:
 
     import keras
 
-    from edge.training.feed import benchmark_feed
+    from edge.training.pydataset import benchmark_feed
 
     results["backend"] = keras.backend.backend()
     results["keras_feed_noop_model"] = benchmark_feed(
@@ -91,8 +91,8 @@ def _train(args: argparse.Namespace, batches: object) -> tuple[dict[str, float],
     import keras
 
     from edge.model import build_detector
-    from edge.training.feed import Feed
     from edge.training.optimizer import build_optimizer
+    from edge.training.pydataset import Feed
 
     class StepTimer(keras.callbacks.Callback):
         def __init__(self) -> None:

@@ -26,14 +26,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.annotate import draw
-from edge.loop import Loop, LoopOptions
-from edge.postprocess import PostprocessOptions, postprocess
-from edge.preprocess import prepare
-from edge.session import ModelSession, SessionOptions
-from edge.sinks import VideoFile
+from edge.outputs.sinks import VideoFile
+from edge.runtime.annotate import draw
+from edge.runtime.loop import Loop, LoopOptions
+from edge.runtime.postprocess import PostprocessOptions, postprocess
+from edge.runtime.preprocess import prepare
+from edge.runtime.session import ModelSession, SessionOptions
 from edge.sources import SourceOptions, open_source
-from edge.synthetic import SyntheticScene
+from edge.sources.synthetic import SyntheticScene
 
 
 def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720)) -> Path:

@@ -24,11 +24,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.contract import ModelContract
-from edge.loop import Loop, LoopOptions
-from edge.session import ModelSession, SessionOptions
+from edge.runtime.contract import ModelContract
+from edge.runtime.loop import Loop, LoopOptions
+from edge.runtime.session import ModelSession, SessionOptions
+from edge.runtime.stats import Collector
 from edge.sources import SourceOptions, open_source
-from edge.telemetry import Collector
 
 
 def workload_model(path: Path, imgsz: int = 320) -> Path:

@@ -2,9 +2,8 @@
 
     python scripts/draw_architecture.py [--out docs/architecture.png]
 
-Module names are those of the tree with issues 10-13 merged (loop.py, sources/, labels.py,
-streaming.py, outputs.py and analytics/ come from them); README "How it fits together" has the
-same in text.
+Paths are under edge/ (README "How it fits together" has the same in text); the layers are those
+of tests/test_layering.py, which also checks that every path drawn here exists.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-W, H = 16.0, 13.0  # drawing units; the figure is W x H inches at 100 dpi
+W, H = 16.0, 15.1  # drawing units; the figure is W x H inches at 100 dpi
 
 BUILD = "#fde9d9"  # training side (TensorFlow / Keras)
 RUNTIME = "#dcebf7"  # runtime (numpy, OpenCV, ONNX Runtime)
@@ -27,15 +26,16 @@ CLI = "#e8e8e8"
 CHIP = "white"
 THREADS = ("#eef5e9", "#fff6db", "#f3e8f7")
 
-# (band label, colour, rows of (module, what it is))
+# (band label, colour, rows of (path under edge/, what it is)); tests/test_layering.py checks that
+# every path named here exists, so the picture cannot name a module the tree lost.
 LAYERS = [
     (
-        "CLI",
+        "9  cli",
         CLI,
         [
             [
                 (
-                    "edge/cli/",
+                    "cli/",
                     "run · train · eval · export · data · bench · info · telemetry:"
                     " argv -> options, an error -> one line and exit 2; nothing imports it",
                 ),
@@ -43,66 +43,82 @@ LAYERS = [
         ],
     ),
     (
-        "build side\nTensorFlow · Keras",
+        "8  training,\n    export",
         BUILD,
         [
-            [("bench.py", "Keras beside ONNX Runtime")],
             [
-                ("training/", "fit, resume, checkpoints"),
-                ("export/", "Keras -> ONNX + contract, verify"),
-                ("plots.py", "PR curves"),
-            ],
-            [("evaluation/", "COCO mAP of .onnx or .keras")],
+                ("training/", "fit.py: fit, resume, checkpoints"),
+                ("export/", "Keras -> ONNX, verify, benchmark"),
+            ]
+        ],
+    ),
+    ("7  evaluation", BUILD, [[("evaluation/", "COCO mAP of .onnx or .keras, plots")]]),
+    (
+        "6  data, model",
+        BUILD,
+        [
             [
                 ("data/", "YOLO · COCO · VOC, batches.py"),
-                ("model/", "keras_detector.py, backbone, neck, head"),
+                ("model/", "keras_detector.py, backbones.py"),
+            ]
+        ],
+    ),
+    (
+        "5  api",
+        RUNTIME,
+        [[("api/detector.py", "edge.Detector"), ("api/streaming.py", "edge.stream")]],
+    ),
+    ("4  analytics", RUNTIME, [[("analytics/", "lines, zones, counts, events")]]),
+    (
+        "3  outputs",
+        RUNTIME,
+        [
+            [
+                ("outputs/sinks.py", "window, video, JSONL"),
+                ("outputs/telemetry_file.py", "stage times"),
+                ("outputs/trace.py", "Chrome trace"),
+                ("outputs/serve.py", "live page"),
+                ("outputs/files.py", "safe file writes"),
+            ]
+        ],
+    ),
+    (
+        "2  runtime",
+        RUNTIME,
+        [
+            [
+                ("runtime/loop.py", "one loop, N streams"),
+                ("runtime/feed.py", "frames in"),
+                ("runtime/stream_state.py", "per-stream state"),
+                ("runtime/observe.py", "FrameResult, Observer"),
+                ("runtime/timing.py", "stages, FrameTiming"),
+                ("runtime/stats.py", "FPS, summary"),
+            ],
+            [
+                ("runtime/session.py", "ONNX Runtime"),
+                ("runtime/contract.py", "model metadata"),
+                ("runtime/gate.py", "refuse at load"),
+                ("runtime/preprocess.py", "letterbox"),
+                ("runtime/postprocess.py", "decode, NMS"),
+                ("runtime/tracking.py", "track ids"),
             ],
         ],
     ),
     (
-        "runtime\nnumpy · OpenCV\nONNX Runtime",
+        "1  sources",
         RUNTIME,
         [
             [
-                ("detector.py", "edge.Detector"),
-                ("streaming.py", "edge.stream"),
-                ("types.py", "Frame, Detections"),
-                ("errors.py", "EdgeError family"),
-            ],
-            [
-                ("loop.py", "one loop, N streams"),
-                ("feed.py", "frames in: reader threads"),
-                ("observe.py", "FrameResult, Observer"),
-                ("timing.py", "stage names, FrameTiming"),
-                ("loop_state.py", "per-stream state"),
-            ],
-            [
                 ("sources/", "camera, file, URL, images"),
-                ("labels.py", "YOLO label lines"),
-                ("session.py", "ONNX Runtime"),
-                ("contract.py", "model metadata"),
-                ("preprocess.py", "letterbox"),
-            ],
-            [
-                ("postprocess.py", "decode, NMS"),
-                ("tracking.py", "track ids"),
-                ("analytics/", "zones, lines"),
-                ("annotate.py", "draw"),
-                ("accuracy.py", "live precision/recall"),
-            ],
-            [
-                ("sinks.py", "window, video, JSONL"),
-                ("telemetry.py", "rows, summary"),
-                ("trace.py", "Chrome trace"),
-                ("serve.py", "live page"),
-                ("outputs.py", "safe file writes"),
-            ],
-            [
-                ("synthetic.py", "scene with ground truth"),
-                ("machine.py", "CPU, GPUs, providers"),
-                ("backbones.py", "backbone names (plain data)"),
-            ],
+                ("sources/synthetic.py", "scene with truth"),
+                ("sources/labels.py", "YOLO label lines"),
+            ]
         ],
+    ),
+    (
+        "0  vocabulary",
+        RUNTIME,
+        [[("types.py", "Frame, Detections"), ("errors.py", "EdgeError family")]],
     ),
 ]
 
@@ -125,7 +141,7 @@ def chip(ax, x: float, y: float, w: float, h: float, name: str, what: str, colou
         name,
         ha="center",
         va="center",
-        fontsize=10.5,
+        fontsize=9.5 if len(name) > 20 else 10.5,
         weight="bold",
         family="monospace",
     )
@@ -142,7 +158,7 @@ def draw_layers(ax, top: float) -> float:
     ax.text(
         0.2,
         top,
-        "Layers: each imports only the ones below it (tests/test_layering.py)",
+        "Layers: each imports only the ones below it (tests/test_layering.py); blue ones never import TensorFlow/Keras",
         fontsize=13,
         weight="bold",
         va="bottom",
@@ -178,11 +194,11 @@ def draw_layers(ax, top: float) -> float:
             x0 = left + label_w
             avail = right - 0.12 - x0
             width = (avail - (len(row) - 1) * 0.12) / len(row) if len(row) > 1 else avail
-            if len(row) == 1 and label != "CLI":
-                width = avail / 2.5
+            if len(row) < 3 and "cli" not in label:
+                width = (avail - 2 * 0.12) / 3
             for j, (name, what) in enumerate(row):
                 chip(ax, x0 + j * (width + 0.12), ry, width, row_h, name, what)
-        y -= 0.12
+        y -= 0.08
     return y
 
 
@@ -190,14 +206,14 @@ def draw_frame_path(ax, top: float) -> None:
     ax.text(
         0.2,
         top,
-        "One frame's path (edge run, edge.stream): loop.py overlaps three threads",
+        "One frame's path (edge run, edge.stream): runtime/loop.py overlaps three threads",
         fontsize=13,
         weight="bold",
         va="bottom",
     )
     lane_top, lane_h = top - 0.2, 2.6
     lanes = [
-        (0.2, 4.3, "reader thread per stream (feed.py)"),
+        (0.2, 4.3, "reader thread per stream (runtime/feed.py)"),
         (4.5, 6.5, "inference"),
         (6.7, W - 0.2, "finishing thread"),
     ]
@@ -220,12 +236,12 @@ def draw_frame_path(ax, top: float) -> None:
     y = lane_top - lane_h / 2 - h / 2 - 0.1
     steps = [
         (0.4, 1.55, "sources/", "camera, file, URL,\nimages; newest frame"),
-        (2.45, 1.6, "preprocess.py", "letterbox\n(Letterbox kept)"),
-        (4.72, 1.56, "session.py", "ONNX Runtime,\ncontract.py"),
-        (6.85, 1.45, "postprocess.py", "decode, NMS,\nunletterbox"),
-        (9.05, 1.15, "tracking.py", "track ids"),
+        (2.45, 1.6, "preprocess.py", "runtime/: letterbox\n(Letterbox kept)"),
+        (4.72, 1.56, "session.py", "runtime/: ONNX\nRuntime, contract"),
+        (6.85, 1.45, "postprocess.py", "runtime/: decode,\nNMS, unletterbox"),
+        (9.05, 1.15, "tracking.py", "runtime/:\ntrack ids"),
         (10.55, 1.2, "analytics/", "zones, lines,\nevents"),
-        (12.1, 1.15, "annotate.py", "boxes,\noverlay"),
+        (12.1, 1.15, "annotate.py", "runtime/:\nboxes, overlay"),
     ]
     labels = ["Frame", "tensor", "outputs", "Detections", "", ""]
     for x, w, name, what in steps:
@@ -244,7 +260,7 @@ def draw_frame_path(ax, top: float) -> None:
     # observers: one protocol; each receives every finished frame
     obs = [
         ("sinks.py", "window, video, JSONL"),
-        ("telemetry.py", "CSV/JSONL, summary"),
+        ("telemetry_file.py", "CSV/JSONL"),
         ("trace.py", "Chrome trace"),
         ("serve.py", "live page, /metrics"),
     ]
@@ -253,7 +269,7 @@ def draw_frame_path(ax, top: float) -> None:
     ax.text(
         ox + ow / 2,
         oy + 0.04,
-        "observers (observe.py)",
+        "observers (outputs/)",
         ha="center",
         va="bottom",
         fontsize=8.5,
@@ -272,10 +288,10 @@ def draw_frame_path(ax, top: float) -> None:
         )
     notes = [
         "Processors (analytics/) run after tracking and before drawing: they may attach events and"
-        " overlay. Every observer receives each finished frame, a FrameResult with its timing.py"
-        " marks, through one method.",
+        " overlay. Every observer receives each finished frame, a FrameResult (runtime/observe.py)"
+        " with its runtime/timing.py marks, through one method.",
         "Live sources keep only the newest frame; files are read ahead. Where threads would not pay,"
-        " loop.py reads inline just before inference. Files are written through outputs.py.",
+        " runtime/loop.py reads inline just before inference. Files go through outputs/files.py.",
     ]
     for i, note in enumerate(notes):
         ax.text(

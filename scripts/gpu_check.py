@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 def machine() -> dict[str, str]:
     import onnxruntime as ort
 
-    from edge.machine import gpus
+    from edge.runtime.machine import gpus
 
     return {
         "python": platform.python_version(),
@@ -83,7 +83,7 @@ def machine() -> dict[str, str]:
 
 # ---- providers ----------------------------------------------------------------------------
 def providers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from edge.providers import PACKAGE, probe
+    from edge.runtime.providers import PACKAGE, probe
 
     return {name: probe(name).describe() for name in PACKAGE}
 
@@ -100,7 +100,7 @@ def model_files(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def time_session(path: Path, device: str, bind: str, cuda_graph: bool, runs: int) -> dict:
-    from edge.session import ModelSession, SessionOptions
+    from edge.runtime.session import ModelSession, SessionOptions
 
     s = ModelSession(
         path, SessionOptions(device=device, bind=bind, cuda_graph=cuda_graph, warmup=0)
@@ -149,7 +149,7 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720)) -> Path:
     import cv2
 
-    from edge.synthetic import SyntheticScene
+    from edge.sources.synthetic import SyntheticScene
 
     scene = SyntheticScene(*size, seed=7)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, size)
@@ -277,7 +277,7 @@ def feed_probe(data: str, imgsz: int, batch: int) -> None:
     """Images/s through Keras fit with a no-op model: the input feed's ceiling (one JSON line)."""
     from edge.data import load_dataset
     from edge.data.batches import TrainBatches
-    from edge.training.feed import benchmark_feed
+    from edge.training.pydataset import benchmark_feed
 
     ds = load_dataset(Path(data))
     batches = TrainBatches(ds.train, imgsz, batch)

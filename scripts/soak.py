@@ -2,7 +2,7 @@
 
     python scripts/soak.py [--frames 20000] [--model models/default.onnx] [--json soak.json]
 
-Frames of the synthetic scene go through `edge.loop.Loop` with a `ModelSession` on the CPU,
+Frames of the synthetic scene go through `edge.runtime.loop.Loop` with a `ModelSession` on the CPU,
 into the sinks of a headless `edge run --save --jsonl --telemetry` (files in a temporary folder).
 Measured:
 
@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.loop import Loop, LoopOptions
-from edge.session import ModelSession, SessionOptions
-from edge.sinks import JsonlDetections, Sink, VideoFile
+from edge.outputs.sinks import JsonlDetections, Sink, VideoFile
+from edge.outputs.telemetry_file import TelemetryWriter
+from edge.runtime.loop import Loop, LoopOptions
+from edge.runtime.session import ModelSession, SessionOptions
 from edge.sources import SourceOptions, open_source
-from edge.telemetry import TelemetryWriter
 from edge.types import Detections, Frame
 
 REPO = Path(__file__).resolve().parents[1]

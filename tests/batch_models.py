@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.contract import ModelContract
+from edge.runtime.contract import ModelContract
 
 
 def batch_detector(

@@ -14,7 +14,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.contract import END_TO_END, RTDETR, RTDETR_TOPK, XYXY_SCORES, YOLOV8, ModelContract
+from edge.runtime.contract import (
+    END_TO_END,
+    RTDETR,
+    RTDETR_TOPK,
+    XYXY_SCORES,
+    YOLOV8,
+    ModelContract,
+)
 
 ULTRALYTICS = (YOLOV8, END_TO_END, RTDETR, RTDETR_TOPK)
 
@@ -180,7 +187,7 @@ ULTRALYTICS_META = {
 
 
 def gate_models(work: Path) -> dict[str, Path]:
-    """One model per thing the model gate refuses at load (edge/gate.py), by file name."""
+    """One model per thing the model gate refuses at load (edge/runtime/gate.py), by file name."""
     nchw = ModelContract(names=("a", "b"), imgsz=(64, 64), layout="NCHW").to_metadata()
     eight = {**ULTRALYTICS_META, "names": repr({i: n for i, n in enumerate("abcdefgh")})}
     return {

@@ -25,7 +25,7 @@ BOUNDARY = "edgeframe"
 def render_jpegs(width: int, height: int, count: int, seed: int = 0) -> list[bytes]:
     """`count` JPEG-encoded frames of the synthetic scene, served in a loop."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from edge.synthetic import SyntheticScene
+    from edge.sources.synthetic import SyntheticScene
 
     scene = SyntheticScene(width, height, seed=seed)
     frames = []

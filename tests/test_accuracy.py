@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.accuracy import LiveScore, box_iou, match
+from edge.runtime.accuracy import LiveScore, box_iou, match
 from edge.types import Detections
 
 

@@ -157,7 +157,7 @@ def test_bad_analytics_flags(flag, value, needle):
 
 
 def test_metrics_page_carries_the_counts():
-    from edge.serve import LiveServer
+    from edge.outputs.serve import LiveServer
 
     an = Analytics(default=RegionOptions(zones=(parse_zone("bay=0,0,1,0,1,1,0,1"),)), names=["car"])
     frame = Frame(np.zeros((120, 160, 3), np.uint8), 0, 0, "cam")
@@ -170,7 +170,7 @@ def test_metrics_page_carries_the_counts():
 
 
 def test_edge_stream_yields_each_frames_events(tiny_model):
-    from edge.streaming import stream  # edge.stream once `import edge` is lazy (helper "api")
+    from edge.api.streaming import stream  # edge.stream once `import edge` is lazy (helper "api")
 
     zone = parse_zone("all=0,0,1,0,1,1,0,1")
     regions = RegionOptions(zones=(zone,), dwell_alert_s=0.1)

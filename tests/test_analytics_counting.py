@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from edge.analytics import Analytics, EventLog, RegionOptions, StreamCounter, parse_line, parse_zone
+from edge.analytics.count_report import count_error, flat_counts
 from edge.analytics.geometry import anchor_points
-from edge.analytics.report import count_error, flat_counts
-from edge.synthetic import CLASS_NAMES, SyntheticScene
-from edge.tracking import Tracker
+from edge.runtime.tracking import Tracker
+from edge.sources.synthetic import CLASS_NAMES, SyntheticScene
 from edge.types import Detections, Frame
 
 SIZE = (320, 240)

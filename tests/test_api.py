@@ -17,7 +17,7 @@ from onnx_models import fixed_detector
 
 import edge
 from edge.errors import ModelError
-from edge.synthetic import SyntheticScene
+from edge.sources.synthetic import SyntheticScene
 from edge.types import Detections
 
 REPO = Path(__file__).resolve().parents[1]

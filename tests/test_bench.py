@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from onnx_models import fixed_detector
 
-from edge.bench import BenchReport, format_table, summarise, time_calls, variants
+from edge.export.benchmark import BenchReport, format_table, summarise, time_calls, variants
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from edge.cli import main
-from edge.contract import ModelContract
 from edge.errors import ModelError
 from edge.evaluation import (
     coco_metrics,
@@ -21,6 +20,7 @@ from edge.evaluation import (
     predict_keras,
     predict_samples,
 )
+from edge.runtime.contract import ModelContract
 
 NAMES = ("a", "b")
 A = [8.0, 8.0, 40.0, 40.0]  # class a, in both val images

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.contract import YOLOV8, ModelContract, from_metadata
 from edge.errors import ModelError
+from edge.runtime.contract import YOLOV8, ModelContract, from_metadata
 
 
 def test_round_trip_through_metadata():
@@ -42,7 +42,10 @@ def test_reads_ultralytics_metadata():
         ({"edge.contract": "1", "names": "[]", "imgsz": "[1,1]"}, "non-empty"),
         ({"edge.contract": "1", "names": '["a"]', "imgsz": "[1,2,3]"}, "imgsz"),
         ({"edge.contract": "9", "names": '["a"]', "imgsz": "[1,1]"}, "contract version"),
-        ({"edge.contract": "1", "names": '["a"]', "imgsz": "[1,1]", "layout": "NWHC"}, "layout"),
+        (
+            {"edge.contract": "1", "names": '["a"]', "imgsz": "[1,1]", "layout": "NWHC"},
+            "layout",
+        ),
         ({"author": "Ultralytics", "task": "segment", "names": "{0: 'a'}"}, "only 'detect'"),
         ({"author": "Ultralytics", "names": "__import__('os')"}, "unreadable"),
     ],

@@ -20,7 +20,7 @@ from edge.data.batches import (
 )
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
-from edge.preprocess import letterbox
+from edge.runtime.preprocess import letterbox
 from edge.training.toy import write_toy_dataset
 
 

@@ -12,7 +12,7 @@ import pytest
 from edge.data import load_dataset
 from edge.data.synth import _LogBar, _progress_bar, image_seed, write_synthetic, yolo_lines
 from edge.errors import DataError
-from edge.synthetic import CLASS_NAMES, render_still
+from edge.sources.synthetic import CLASS_NAMES, render_still
 
 
 def files_of(root: Path) -> dict[str, bytes]:

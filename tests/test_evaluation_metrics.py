@@ -321,7 +321,7 @@ def test_write_json_is_valid_json_with_null_for_nan(tmp_path: Path) -> None:
 
 def test_no_heavy_imports_at_module_level() -> None:
     code = (
-        "import sys, edge.evaluation, edge.plots, edge.cli.eval\n"
+        "import sys, edge.evaluation, edge.evaluation.plots, edge.cli.eval\n"
         "heavy = ('pycocotools', 'matplotlib', 'tensorflow', 'keras')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
     )

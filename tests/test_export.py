@@ -27,10 +27,10 @@ from edge.export import (
     output_paths,
 )
 from edge.export import convert as convert_module
-from edge.export.images import ImageSource, export_images, open_source
 from edge.export.metadata import training_info
 from edge.export.quantize import head_tail, topologically_sorted
-from edge.synthetic import CLASS_NAMES, render_still
+from edge.export.sample_images import ImageSource, export_images, open_source
+from edge.sources.synthetic import CLASS_NAMES, render_still
 
 IMGSZ = 64
 FAST = {"calib_images": 4, "latency_runs": 3}
@@ -93,10 +93,10 @@ def _leftovers(folder: Path) -> list[Path]:
 
 
 def test_fp32_round_trip_parity_metadata_and_detector(tiny_keras: Path, tmp_path: Path) -> None:
-    from edge.contract import from_metadata
-    from edge.detector import Detector
+    from edge.api.detector import Detector
     from edge.evaluation import keras_predictor
     from edge.export.trt import tensorrt_available
+    from edge.runtime.contract import from_metadata
 
     src = shutil.copy(tiny_keras, tmp_path / "best.keras")  # as `edge train` leaves a run folder
     (tmp_path / "options.json").write_text(json.dumps({"data": "datasets/toy/data.yaml"}))
@@ -450,7 +450,7 @@ def test_training_info_from_the_run_folder(
 def test_image_sources(tmp_path: Path) -> None:
     import cv2
 
-    from edge.contract import ModelContract
+    from edge.runtime.contract import ModelContract
 
     folder = tmp_path / "imgs"
     folder.mkdir()

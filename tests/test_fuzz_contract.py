@@ -1,4 +1,4 @@
-"""Hostile ONNX metadata: `edge.contract.from_metadata` fuzzed with hypothesis.
+"""Hostile ONNX metadata: `edge.runtime.contract.from_metadata` fuzzed with hypothesis.
 
 A model file comes from anywhere, and its metadata_props are arbitrary strings. Reading them gives a
 usable contract or a ModelError with a one-line message, never another exception and never a hang;
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edge.contract import ModelContract, from_metadata
 from edge.errors import ModelError
+from edge.runtime.contract import ModelContract, from_metadata
 
 HUNT = os.environ.get("EDGE_FUZZ_EXAMPLES")
 FUZZ = settings(
@@ -112,7 +112,7 @@ def test_a_model_with_hostile_metadata_is_refused_cleanly(tmp_path):
     # End to end: the session reads the metadata of a real ONNX file.
     from onnx_models import fixed_detector
 
-    from edge.session import ModelSession
+    from edge.runtime.session import ModelSession
 
     model = fixed_detector(tmp_path / "deep.onnx", metadata={**EDGE, "names": DEEP})
     with pytest.raises(ModelError, match="unreadable model metadata"):

@@ -1,4 +1,4 @@
-"""The model gate (edge/gate.py): models the runtime cannot feed or decode are refused at load, in
+"""The model gate (edge/runtime/gate.py): models the runtime cannot feed or decode are refused at load, in
 one line, before any source opens; the ones it can feed (float16, uint8 pixels, a dynamic batch
 stuck at 1) run; non-finite output rows are dropped, counted, and never reach the JSONL."""
 
@@ -16,11 +16,11 @@ from batch_models import batch_detector
 from onnx import TensorProto
 from onnx_models import fixed_detector, gate_models
 
-from edge.contract import END_TO_END, ModelContract
 from edge.errors import ModelError
-from edge.postprocess import PostprocessOptions, postprocess
-from edge.preprocess import Letterbox
-from edge.session import ModelSession, SessionOptions
+from edge.runtime.contract import END_TO_END, ModelContract
+from edge.runtime.postprocess import PostprocessOptions, postprocess
+from edge.runtime.preprocess import Letterbox
+from edge.runtime.session import ModelSession, SessionOptions
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -76,7 +76,7 @@ def test_float16_and_uint8_inputs_are_fed_and_decoded(tmp_path, kw, dtype):
     session = ModelSession(fixed_detector(tmp_path / "m.onnx", **kw), CPU)
     assert session.check.input_dtype == dtype
     image = np.full((64, 64, 3), 200, np.uint8)
-    from edge.detector import Detector
+    from edge.api.detector import Detector
 
     dets = Detector(tmp_path / "m.onnx", device="cpu").detect(image)
     np.testing.assert_allclose(dets.xyxy, [[8, 8, 24, 24], [30, 30, 60, 50]])

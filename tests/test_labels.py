@@ -7,7 +7,7 @@ import pytest
 
 from edge.data.yolo import parse_line
 from edge.errors import DataError
-from edge.labels import is_image, label_path, list_images, parse_label_line, read_truth
+from edge.sources.labels import is_image, label_path, list_images, parse_label_line, read_truth
 
 
 @pytest.mark.parametrize(

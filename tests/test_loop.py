@@ -13,14 +13,14 @@ from batch_models import batch_detector
 from test_cli_run import edge
 
 from edge.errors import SourceError
-from edge.feed import Prepared, StreamReader, ThreadedFeed
-from edge.loop import Loop, LoopOptions, stream_ids
-from edge.observe import per_stream_path
-from edge.session import ModelSession
-from edge.sinks import Sink
+from edge.outputs.sinks import Sink
+from edge.outputs.trace import TraceWriter, read_trace
+from edge.runtime.feed import Prepared, StreamReader, ThreadedFeed
+from edge.runtime.loop import Loop, LoopOptions, stream_ids
+from edge.runtime.observe import per_stream_path
+from edge.runtime.session import ModelSession
+from edge.runtime.tracking import TrackerOptions
 from edge.sources import SequentialSource, SourceOptions, open_source
-from edge.trace import TraceWriter, read_trace
-from edge.tracking import TrackerOptions
 from edge.types import Detections, Frame
 
 
@@ -313,7 +313,7 @@ class Images(Sink):
 
 
 def test_processors_events_and_drawing_with_two_streams(tiny_model, tmp_path):
-    from edge.telemetry import TelemetryWriter, read_events
+    from edge.outputs.telemetry_file import TelemetryWriter, read_events
 
     session = ModelSession(tiny_model)
     marker, images = CountAndMark(), Images()
@@ -328,7 +328,7 @@ def test_processors_events_and_drawing_with_two_streams(tiny_model, tmp_path):
 
 
 def test_live_page_and_trace_with_two_streams(tiny_model, tmp_path):
-    from edge.serve import LiveServer
+    from edge.outputs.serve import LiveServer
 
     session = ModelSession(tiny_model)
     with (
@@ -385,15 +385,15 @@ class Threads(Sink):
 def test_automatic_overlap_follows_the_measured_work(
     tiny_model, monkeypatch, share, sleep_s, threaded
 ):
-    import edge.loop
+    import edge.runtime.loop
 
-    monkeypatch.setattr(edge.loop, "CONTENDED_SHARE", share)
-    monkeypatch.setattr(edge.loop.os, "sched_getaffinity", lambda _: {0}, raising=False)
+    monkeypatch.setattr(edge.runtime.loop, "CONTENDED_SHARE", share)
+    monkeypatch.setattr(edge.runtime.loop.os, "sched_getaffinity", lambda _: {0}, raising=False)
     sink = Threads(sleep_s)
     with synthetic(0) as src:
         loop = Loop(ModelSession(tiny_model), src, [sink], LoopOptions(max_frames=40))
         loop.run()
-    probe = edge.loop.PROBE_FRAMES
+    probe = edge.runtime.loop.PROBE_FRAMES
     assert set(sink.names[:probe]) == {threading.current_thread().name}  # the probe: serial
     assert loop.overlap is threaded
     assert set(sink.names[probe + 2 :]) == ({"finish"} if threaded else {"MainThread"})

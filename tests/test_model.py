@@ -14,7 +14,6 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from edge.contract import XYXY_SCORES, from_metadata  # noqa: E402
 from edge.errors import EdgeError, ModelError  # noqa: E402
 from edge.model import (  # noqa: E402
     NAMES,
@@ -25,6 +24,7 @@ from edge.model import (  # noqa: E402
     load_detector,
     transfer_weights,
 )
+from edge.runtime.contract import XYXY_SCORES, from_metadata  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -178,7 +178,7 @@ def test_model_saved_under_tensorflow_loads_under_jax(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", _images())
     np.save(tmp_path / "boxes.npy", model.predict_on_batch(_images())["boxes"])
     code = (
-        "import sys, numpy as np, keras, edge.model\n"
+        "import sys, numpy as np, keras, edge.model.keras_detector\n"
         "d = sys.argv[1]\n"
         "m = keras.saving.load_model(d + '/det.keras')\n"
         "out = m.predict_on_batch(np.load(d + '/x.npy'))\n"

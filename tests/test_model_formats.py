@@ -16,10 +16,17 @@ import pytest
 from onnx_models import fixed_detector
 
 from edge.cli import main
-from edge.contract import END_TO_END, RTDETR, RTDETR_TOPK, XYXY_SCORES, YOLOV8, ModelContract
 from edge.errors import ModelError
-from edge.postprocess import resolve_format
-from edge.session import ModelSession, SessionOptions
+from edge.runtime.contract import (
+    END_TO_END,
+    RTDETR,
+    RTDETR_TOPK,
+    XYXY_SCORES,
+    YOLOV8,
+    ModelContract,
+)
+from edge.runtime.postprocess import resolve_format
+from edge.runtime.session import ModelSession, SessionOptions
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -84,7 +84,7 @@ def test_model_parallel_needs_jax_and_a_divisible_mesh() -> None:
     if keras.backend.backend() != "jax":
         with pytest.raises(EdgeError, match="needs the JAX backend"):
             place(model_parallel=2)
-    from edge.training.options import TrainOptions
+    from edge.training.train_options import TrainOptions
 
     with pytest.raises(ValueError, match="model_parallel must be >= 1"):
         TrainOptions(model_parallel=0)

@@ -10,7 +10,7 @@ import pytest
 
 from edge.data.dataset import Sample
 from edge.evaluation import coco_metrics
-from edge.plots import (
+from edge.evaluation.plots import (
     PREDICTION_COLOR,
     TRUTH_COLOR,
     comparison_tile,

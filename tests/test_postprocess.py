@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.contract import XYXY_SCORES, YOLOV8, ModelContract
 from edge.errors import ModelError
-from edge.postprocess import PostprocessOptions, decode, postprocess, select
-from edge.preprocess import Letterbox
+from edge.runtime.contract import XYXY_SCORES, YOLOV8, ModelContract
+from edge.runtime.postprocess import PostprocessOptions, decode, postprocess, select
+from edge.runtime.preprocess import Letterbox
 
 OURS = ModelContract(names=("cat", "dog"), imgsz=(64, 64))
 YOLO = ModelContract(

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.contract import ModelContract
-from edge.preprocess import Letterbox, letterbox, to_input
+from edge.runtime.contract import ModelContract
+from edge.runtime.preprocess import Letterbox, letterbox, to_input
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.progress import Progress, expected_frames, terminal_progress
+from edge.outputs.progress import Progress, expected_frames, terminal_progress
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 from test_uint8_input import BASE, echo_model
 
-from edge import providers
-from edge.providers import CPU, CUDA, OPENVINO, TRT, diagnose, jetson, probe
-from edge.session import ModelSession, SessionOptions
+from edge.runtime import providers
+from edge.runtime.providers import CPU, CUDA, OPENVINO, TRT, diagnose, jetson, probe
+from edge.runtime.session import ModelSession, SessionOptions
 
 # What ONNX Runtime 1.31 (onnxruntime-gpu) really printed on a machine without CUDA libraries.
 ORT_CUDA_LOG = (
@@ -181,7 +181,7 @@ def test_every_device_has_a_provider_list_ending_on_the_cpu():
     ],
 )
 def test_provider_list_per_device(options, available, expect):
-    from edge.session import _provider_list
+    from edge.runtime.session import _provider_list
 
     assert _provider_list(options, available) == expect
 
@@ -197,7 +197,7 @@ def test_cuda_graph_binds_even_on_the_cpu(tmp_path):
 
 
 def test_pinned_input_only_where_ort_offers_it(tmp_path):
-    from edge.session import _host_accessible_memory
+    from edge.runtime.session import _host_accessible_memory
 
     model = echo_model(tmp_path / "m.onnx", BASE)
     s = ModelSession(model, SessionOptions(device="cpu", bind="on", pinned=True, warmup=0))

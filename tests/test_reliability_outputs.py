@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx_models import fixed_detector
 
-from edge import outputs
+from edge.outputs import files
 
 ENV = {**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": "", "PYTHONUNBUFFERED": "1"}
 FRAMES = 12
@@ -280,11 +280,11 @@ def test_jsonl_to_stdout_streams_detections_and_keeps_stdout_clean(inputs):
 def test_check_target(tmp_path, make, message):
     target = make(tmp_path)
     if message is None:
-        outputs.check_target("--json", target)
+        files.check_target("--json", target)
         assert list(tmp_path.iterdir()) == []  # the probe file is gone
     else:
-        with pytest.raises(outputs.OutputError, match=message):
-            outputs.check_target("--json", target)
+        with pytest.raises(files.OutputError, match=message):
+            files.check_target("--json", target)
 
 
 def test_hard_links_and_symlinks_are_the_same_file(tmp_path):
@@ -293,22 +293,20 @@ def test_hard_links_and_symlinks_are_the_same_file(tmp_path):
     os.link(model, tmp_path / "hard.jsonl")
     os.symlink(model, tmp_path / "soft.jsonl")
     for name in ("hard.jsonl", "soft.jsonl"):
-        with pytest.raises(outputs.OutputError, match="is the input"):
-            outputs.check_outputs([("--jsonl", tmp_path / name)], [model])
+        with pytest.raises(files.OutputError, match="is the input"):
+            files.check_outputs([("--jsonl", tmp_path / name)], [model])
     (tmp_path / "x").mkdir()
-    with pytest.raises(outputs.OutputError, match="also the output of --save"):
-        outputs.check_outputs(
-            [("--save", tmp_path / "a"), ("--jsonl", tmp_path / "x" / ".." / "a")]
-        )
+    with pytest.raises(files.OutputError, match="also the output of --save"):
+        files.check_outputs([("--save", tmp_path / "a"), ("--jsonl", tmp_path / "x" / ".." / "a")])
     assert model.read_bytes() == b"model"
 
 
 def test_a_failed_check_leaves_nothing(tmp_path):
     target = tmp_path / "r.json"
-    with pytest.raises(outputs.OutputError, match="not valid JSON"):
-        outputs.write_text(target, "--json", "{cut", outputs.check_json)
-    assert list(tmp_path.iterdir()) == [] and not outputs.was_written(target)
-    outputs.write_text(target, "--json", '{"ok": 1}', outputs.check_json)
-    assert json.loads(target.read_text()) == {"ok": 1} and outputs.was_written(target)
+    with pytest.raises(files.OutputError, match="not valid JSON"):
+        files.write_text(target, "--json", "{cut", files.check_json)
+    assert list(tmp_path.iterdir()) == [] and not files.was_written(target)
+    files.write_text(target, "--json", '{"ok": 1}', files.check_json)
+    assert json.loads(target.read_text()) == {"ok": 1} and files.was_written(target)
     mode = target.stat().st_mode & 0o777
-    assert mode == 0o666 & ~outputs._UMASK  # the usual mode, not mkstemp's 0600
+    assert mode == 0o666 & ~files._UMASK  # the usual mode, not mkstemp's 0600

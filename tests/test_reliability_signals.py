@@ -19,7 +19,7 @@ import cv2
 import pytest
 from onnx_models import fixed_detector
 
-from edge.telemetry import read_records
+from edge.outputs.telemetry_file import read_records
 
 ENV = {**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": "", "PYTHONUNBUFFERED": "1"}
 

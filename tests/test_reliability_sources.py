@@ -19,9 +19,9 @@ import pytest
 from stream_server import MjpegServer
 
 from edge.errors import SourceError
+from edge.outputs.telemetry_file import read_events, read_records
 from edge.sources import SourceOptions, capture, open_source
-from edge.synthetic import SyntheticScene
-from edge.telemetry import read_events, read_records
+from edge.sources.synthetic import SyntheticScene
 
 TESTS = Path(__file__).resolve().parent
 ENV = {**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": "", "PYTHONUNBUFFERED": "1"}
@@ -113,7 +113,7 @@ def _start_server(port: int = 0) -> tuple[subprocess.Popen, int]:
 
 def _wait_for_rows(telemetry: Path, timeout: float = 60.0) -> None:
     """Until the run has flushed frame rows (its first flush comes after about a second)."""
-    pattern = f".{telemetry.stem}.*partial*"  # edge.outputs.temp_path's names
+    pattern = f".{telemetry.stem}.*partial*"  # edge.outputs.files.temp_path's names
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(p.read_text().count("\n") >= 3 for p in telemetry.parent.glob(pattern)):
@@ -198,7 +198,7 @@ def test_edge_run_stops_at_once_on_sigint_during_an_outage(tmp_path, tiny_model)
 
 
 def test_csv_telemetry_puts_events_beside_it(tmp_path):
-    from edge.telemetry import TelemetryWriter, events_path
+    from edge.outputs.telemetry_file import TelemetryWriter, events_path
 
     with TelemetryWriter(tmp_path / "t.csv") as w:
         w.write_event({"event": "lost", "t_ms": 1.0})
@@ -208,8 +208,9 @@ def test_csv_telemetry_puts_events_beside_it(tmp_path):
 
 
 def test_plot_skips_event_lines(tmp_path):
-    from edge.telemetry import FrameRecord, TelemetryWriter
-    from edge.telemetry_plot import plot_telemetry
+    from edge.outputs.telemetry_file import TelemetryWriter
+    from edge.outputs.telemetry_plot import plot_telemetry
+    from edge.runtime.timing import FrameRecord
 
     with TelemetryWriter(tmp_path / "t.jsonl") as w:
         for i in range(5):

@@ -21,9 +21,9 @@ import pytest
 from test_cli_run import ENV
 
 from edge.errors import EdgeError
-from edge.loop import Loop, LoopOptions
-from edge.serve import BOUNDARY, LiveServer, parse_address
-from edge.session import ModelSession
+from edge.outputs.serve import BOUNDARY, LiveServer, parse_address
+from edge.runtime.loop import Loop, LoopOptions
+from edge.runtime.session import ModelSession
 from edge.sources import SourceOptions, open_source
 
 CHROMIUM = next(
@@ -195,7 +195,9 @@ def test_page_in_a_browser_shows_stream_and_charts(tmp_path, tiny_model):
         img = cv2.imread(str(shot))
         assert img is not None and img.shape[:2] == (800, 1280)
         assert img.std() > 20  # not blank
-        stream = img[60:500, 20:640]  # the <img> of the stream (layout: see edge/serve_page.py)
+        stream = img[
+            60:500, 20:640
+        ]  # the <img> of the stream (layout: see edge/outputs/serve_page.py)
         assert len(np.unique(stream.reshape(-1, 3), axis=0)) > 500  # a picture, not a placeholder
         charts = img[50:640, 680:1240].astype(int)
         # The first stream's colour, #ff8c42 (BGR 66, 140, 255): chart lines and bars.

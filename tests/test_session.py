@@ -7,7 +7,7 @@ import pytest
 from onnx_models import fixed_detector
 
 from edge.errors import ModelError
-from edge.session import DeviceFallback, ModelSession, SessionOptions
+from edge.runtime.session import DeviceFallback, ModelSession, SessionOptions
 
 
 def test_cpu_session_reports_what_runs(tiny_model):
@@ -22,7 +22,7 @@ def test_cpu_session_reports_what_runs(tiny_model):
 def _gpu_runs() -> bool:
     import onnxruntime as ort
 
-    from edge.machine import provider_check
+    from edge.runtime.machine import provider_check
 
     return (
         "CUDAExecutionProvider" in ort.get_available_providers()

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from edge.siteconfig import ConfigError, load
+from edge.cli.siteconfig import ConfigError, load
 
 GOOD = """\
 model: models/default.onnx

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.session import ModelSession
+from edge.api.streaming import stream
+from edge.outputs.telemetry_file import read_records
+from edge.runtime.session import ModelSession
 from edge.sources import SourceOptions, open_source
-from edge.streaming import stream
-from edge.telemetry import read_records
 
 SMALL = SourceOptions(width=128, height=96)
 LIVE = SourceOptions(width=128, height=96, realtime=True, fps=60)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.synthetic import CLASS_NAMES, SyntheticScene, render_still
+from edge.sources.synthetic import CLASS_NAMES, SyntheticScene, render_still
 
 
 def test_scene_is_deterministic_and_moves():

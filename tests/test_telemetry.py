@@ -5,15 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from edge.telemetry import (
-    RECORD_FIELDS,
-    Collector,
-    FrameRecord,
-    Rolling,
-    TelemetryWriter,
-    format_summary,
-    read_records,
-)
+from edge.outputs.telemetry_file import RECORD_FIELDS, TelemetryWriter, read_records
+from edge.runtime.stats import Collector, Rolling, format_summary
+from edge.runtime.timing import FrameRecord
 
 
 def rec(i: int, inference: float = 5.0) -> FrameRecord:
@@ -69,7 +63,7 @@ def test_plot_writes_png(tmp_path):
     with TelemetryWriter(path) as w:
         for i in range(20):
             w.write(rec(i))
-    from edge.telemetry_plot import plot_telemetry
+    from edge.outputs.telemetry_plot import plot_telemetry
 
     out = plot_telemetry(path, tmp_path / "lat.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

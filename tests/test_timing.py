@@ -4,8 +4,9 @@ from dataclasses import fields
 
 import pytest
 
-from edge.telemetry import RECORD_FIELDS, Collector
-from edge.timing import SPANS, STAGES, FrameRecord, FrameTiming
+from edge.outputs.telemetry_file import RECORD_FIELDS
+from edge.runtime.stats import Collector
+from edge.runtime.timing import SPANS, STAGES, FrameRecord, FrameTiming
 
 
 def test_stage_names_are_written_once():

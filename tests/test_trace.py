@@ -10,8 +10,8 @@ import pytest
 from onnx_models import fixed_detector
 from test_cli_run import ENV, edge
 
-from edge.telemetry import FrameRecord
-from edge.trace import STAGE_TRACKS, FrameSpans, TraceWriter, read_trace
+from edge.outputs.trace import STAGE_TRACKS, FrameSpans, TraceWriter, read_trace
+from edge.runtime.timing import FrameRecord
 
 
 def spans_of(events: list[dict]) -> list[dict]:

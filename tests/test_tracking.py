@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_cli_run import edge
 
-import edge.tracking as tracking
-from edge.synthetic import SyntheticScene
-from edge.tracking import IdentityScore, Tracker, TrackerOptions, Trackers, assign
+import edge.runtime.tracking as tracking
+from edge.runtime.tracking import IdentityScore, Tracker, TrackerOptions, Trackers, assign
+from edge.sources.synthetic import SyntheticScene
 from edge.types import Detections
 
 

@@ -115,7 +115,7 @@ def test_a_nan_loss_stops_training_with_an_edge_error(
 
 
 def test_feed_clock_rates() -> None:
-    from edge.training.feed import FeedClock
+    from edge.training.pydataset import FeedClock
 
     clock = FeedClock(workers=4)
     assert clock.take() == (0, 0.0) and clock.steps_per_s(0.0) == 0.0

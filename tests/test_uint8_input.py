@@ -10,10 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edge.contract import ModelContract, from_metadata
 from edge.export.uint8_input import uint8_contract, with_uint8_input
-from edge.preprocess import letterbox, prepare, to_input
-from edge.session import ModelSession, SessionOptions
+from edge.runtime.contract import ModelContract, from_metadata
+from edge.runtime.preprocess import letterbox, prepare, to_input
+from edge.runtime.session import ModelSession, SessionOptions
 
 
 def echo_model(path: Path, contract: ModelContract, dynamic: bool = False) -> Path:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from edge import outputs
+from edge.outputs import files
 
 KINDS = ("cross-in", "cross-out", "enter", "exit", "dwell")
 
@@ -76,16 +76,16 @@ class EventLog:
         self.path = Path(path)
         self.events = 0
         # Found at once, not after the run when the rename fails; `edge run` has already checked
-        # it against its inputs and other outputs (edge.outputs.check_outputs).
+        # it against its inputs and other outputs (edge.outputs.files.check_outputs).
         if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
-            raise outputs.OutputError(f"--events {self.path}: not a regular file; give a file name")
+            raise files.OutputError(f"--events {self.path}: not a regular file; give a file name")
         self._tmp: Path | None = None
         try:
-            self._tmp = outputs.temp_path(self.path)
+            self._tmp = files.temp_path(self.path)
             self._file: TextIO | None = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            outputs.discard(self._tmp)
-            raise outputs.os_error("--events", self.path, exc) from None
+            files.discard(self._tmp)
+            raise files.os_error("--events", self.path, exc) from None
 
     def write(self, events: list[Event]) -> None:
         if self._file is None:
@@ -97,11 +97,11 @@ class EventLog:
                 self._file.flush()
         except OSError as exc:
             self._abandon()
-            raise outputs.os_error("--events", self.path, exc) from None
+            raise files.os_error("--events", self.path, exc) from None
         self.events += len(events)
 
     def close(self) -> None:
-        """Check every line and rename into place (edge.outputs.commit). Safe to call twice."""
+        """Check every line and rename into place (edge.outputs.files.commit). Safe to call twice."""
         if self._file is None:
             return
         f, self._file = self._file, None
@@ -109,16 +109,16 @@ class EventLog:
             f.close()
         except OSError as exc:
             self._abandon()
-            raise outputs.os_error("--events", self.path, exc) from None
+            raise files.os_error("--events", self.path, exc) from None
         tmp, self._tmp = self._tmp, None
-        outputs.commit(tmp, self.path, "--events", outputs.check_jsonl)
+        files.commit(tmp, self.path, "--events", files.check_jsonl)
 
     def _abandon(self) -> None:
         if self._file is not None:
             with contextlib.suppress(OSError):  # the disk already failed
                 self._file.close()
             self._file = None
-        outputs.discard(self._tmp)
+        files.discard(self._tmp)
         self._tmp = None
 
     def __enter__(self) -> EventLog:

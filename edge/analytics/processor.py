@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from edge.analytics.count_report import prometheus, summary_table
 from edge.analytics.counting import RegionOptions, StreamCounter
 from edge.analytics.events import Event, EventLog
 from edge.analytics.overlay import draw_regions, draw_regions_into
-from edge.analytics.report import prometheus, summary_table
 from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)

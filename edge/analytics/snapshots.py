@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge import outputs
 from edge.analytics.delivery import Outbox, topic_part
 from edge.analytics.events import Event
 from edge.errors import EdgeError
+from edge.outputs import files
 
 
 class Snapshots:
@@ -56,7 +56,7 @@ class Snapshots:
         if not ok:
             raise ValueError("JPEG encoding failed")
         path.parent.mkdir(parents=True, exist_ok=True)
-        outputs.write_atomic(path, "--snapshots", lambda tmp: tmp.write_bytes(buf.tobytes()))
+        files.write_atomic(path, "--snapshots", lambda tmp: tmp.write_bytes(buf.tobytes()))
 
     @property
     def stats(self):  # noqa: ANN201 - DeliveryStats

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edge.cli.argtypes import imgsz, integer, threads
 from edge.errors import ModelError
-from edge.session import PROVIDERS
+from edge.runtime.session import PROVIDERS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,12 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from edge import bench
-    from edge.machine import machine_info
+    from edge.export import benchmark as bench
+    from edge.runtime.machine import machine_info
 
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
-    from edge.outputs import check_outputs
+    from edge.outputs.files import check_outputs
 
     check_outputs([("--json", args.json), ("--plot", args.plot)], [args.model])
     for flag, path, ext in (("--json", args.json, None), ("--plot", args.plot, ".png")):

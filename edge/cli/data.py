@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_inspect(args: argparse.Namespace) -> int:
     from edge.data.inspect import inspect_dataset
-    from edge.outputs import check_outputs, input_files
+    from edge.outputs.files import check_outputs, input_files
 
     check_outputs([("--json", args.json)], [args.path, *_dataset_files(args.path, input_files)])
     # The report lists every problem; the loader's per-problem warnings would repeat them.
@@ -71,10 +71,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         data_logger.setLevel(level)
     print(report.to_text())
     if args.json is not None:
-        from edge import outputs
+        from edge.outputs import files
 
         text = json.dumps(report.to_dict(), indent=2) + "\n"
-        outputs.write_text(args.json, "--json", text, outputs.check_json)
+        files.write_text(args.json, "--json", text, files.check_json)
     if report.problems and not args.skip_bad:
         print(
             f"{len(report.problems)} problem(s): training refuses this dataset "

@@ -12,7 +12,7 @@ from typing import Any
 
 from edge.cli.argtypes import fraction, imgsz, integer, overlap, whole
 from edge.errors import DataError
-from edge.session import DEVICES
+from edge.runtime.session import DEVICES
 
 log = logging.getLogger("edge")
 
@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from edge import evaluation
     from edge.data import load_dataset
-    from edge.outputs import check_folder, check_outputs
+    from edge.outputs.files import check_folder, check_outputs
 
     model = evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
     check_outputs([("--json", args.json)], [args.model, args.data])
@@ -97,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         settings.update({"conf": args.conf, "iou": args.iou})
         log.info("metrics written to %s", evaluation.write_json(result, args.json, **settings))
     if args.plots:
-        from edge.plots import save_eval_plots
+        from edge.evaluation.plots import save_eval_plots
 
         paths = save_eval_plots(result, samples, predictions, args.plots, args.plot_images)
         log.info("%d plots written to %s", len(paths), args.plots)

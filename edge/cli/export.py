@@ -14,7 +14,7 @@ log = logging.getLogger("edge")
 
 
 def _precisions(text: str) -> tuple[str, ...]:
-    from edge.export.options import PRECISIONS
+    from edge.export.export_options import PRECISIONS
 
     values = tuple(p.strip().lower() for p in text.split(",") if p.strip())
     bad = [p for p in values if p not in PRECISIONS]
@@ -26,7 +26,7 @@ def _precisions(text: str) -> tuple[str, ...]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from edge.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+    from edge.export.export_options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
     p = sub.add_parser(
         "export",
@@ -110,7 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
     from edge.export import ExportOptions, export_model, format_report
-    from edge.outputs import check_outputs
+    from edge.outputs.files import check_outputs
 
     options = ExportOptions(
         imgsz=args.imgsz,

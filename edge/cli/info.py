@@ -28,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
     from edge import __version__
-    from edge.machine import gpus
+    from edge.runtime.machine import gpus
 
     print(f"edge {__version__}")
     print(
@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"numpy {np.__version__}, opencv {cv2.__version__}, onnxruntime {ort.__version__} ({ort.get_device()})"
     )
-    from edge.providers import PACKAGE, jetson, probe
+    from edge.runtime.providers import PACKAGE, jetson, probe
 
     print(
         "execution providers (compiled into this build / a session really starts on it / why not):"

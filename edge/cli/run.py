@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.bundled import bundled_model
 from edge.cli import run_analytics
 from edge.cli.argtypes import (
     fps,
@@ -29,13 +28,14 @@ from edge.cli.argtypes import (
 )
 from edge.cli.run_outputs import check_run_outputs, open_outputs, per_stream, report_written
 from edge.errors import EdgeError, ModelError
-from edge.providers import DEVICES
+from edge.runtime.bundled import bundled_model
+from edge.runtime.providers import DEVICES
 
 if TYPE_CHECKING:
-    from edge.loop import Loop, LoopResult
-    from edge.session import ModelSession
+    from edge.runtime.loop import Loop, LoopResult
+    from edge.runtime.session import ModelSession
+    from edge.runtime.tracking import IdentityScore
     from edge.sources import SourceOptions
-    from edge.tracking import IdentityScore
 
 log = logging.getLogger("edge")
 
@@ -44,7 +44,7 @@ EXIT_SOURCE_LOST = 3  # a live source was lost for good (gave up reconnecting)
 
 
 def _address(text: str) -> tuple[str, int]:
-    from edge.serve import parse_address
+    from edge.outputs.serve import parse_address
 
     try:
         return parse_address(text)
@@ -225,13 +225,13 @@ def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None
 
 
 def main(args: argparse.Namespace) -> int:
-    from edge.loop import Loop, LoopOptions, stream_ids
-    from edge.postprocess import PostprocessOptions
-    from edge.progress import terminal_progress
-    from edge.session import ModelSession, SessionOptions
+    from edge.outputs.progress import terminal_progress
+    from edge.runtime.loop import Loop, LoopOptions, stream_ids
+    from edge.runtime.postprocess import PostprocessOptions
+    from edge.runtime.session import ModelSession, SessionOptions
+    from edge.runtime.stats import format_summary
+    from edge.runtime.tracking import TrackerOptions
     from edge.sources import SourceOptions
-    from edge.telemetry import format_summary
-    from edge.tracking import TrackerOptions
 
     if args.config is not None:
         args = run_analytics.apply_config(args, args.run_parser)
@@ -357,7 +357,7 @@ def _describe_start(loop: Loop, warm: float, show: bool) -> str:
 def _summary_header(
     args: argparse.Namespace, session: ModelSession, result: LoopResult
 ) -> dict[str, str]:
-    from edge.telemetry import describe_outages
+    from edge.runtime.stats import describe_outages
 
     streams = result.streams
     several = len(streams) > 1

@@ -14,7 +14,7 @@ from edge.cli.argtypes import positive_float
 
 if TYPE_CHECKING:
     from edge.analytics import Analytics
-    from edge.siteconfig import SiteConfig
+    from edge.cli.siteconfig import SiteConfig
 
 log = logging.getLogger("edge")
 
@@ -87,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
     """`args` with what the site file says wherever the command line left the default."""
-    from edge.siteconfig import load
+    from edge.cli.siteconfig import load
 
     config = load(args.config)
     args = argparse.Namespace(**vars(args))

@@ -8,15 +8,15 @@ import contextlib
 import logging
 from pathlib import Path
 
-from edge.bundled import bundled_model
+from edge.runtime.bundled import bundled_model
 
 log = logging.getLogger("edge")
 
 
 def check_run_outputs(args: argparse.Namespace, specs: list[str]) -> None:
     """Every file this run will write, checked against each other and every input before work."""
-    from edge.outputs import check_outputs
-    from edge.telemetry import events_path
+    from edge.outputs.files import check_outputs
+    from edge.outputs.telemetry_file import events_path
 
     n = len(specs)
     outputs = [("--save", per_stream(args.save, i, n)) for i in range(n)] if args.save else []
@@ -29,7 +29,7 @@ def check_run_outputs(args: argparse.Namespace, specs: list[str]) -> None:
 
 
 def per_stream(path: Path, index: int, streams: int) -> Path:
-    from edge.observe import per_stream_path
+    from edge.runtime.observe import per_stream_path
 
     return path if streams == 1 else per_stream_path(path, index)
 
@@ -45,9 +45,9 @@ def open_outputs(
 ) -> list:
     """Every output asked for, opened in `stack`: one JSONL, telemetry file, trace and web page
     hold every stream (each row names its source); videos and windows are one per stream."""
-    from edge.observe import PerStream
-    from edge.sinks import Display, JsonlDetections, VideoFile
-    from edge.telemetry import TelemetryWriter
+    from edge.outputs.sinks import Display, JsonlDetections, VideoFile
+    from edge.outputs.telemetry_file import TelemetryWriter
+    from edge.runtime.observe import PerStream
 
     n = len(ids)
     outputs: list = []
@@ -73,11 +73,11 @@ def open_outputs(
     if args.telemetry:
         outputs.append(stack.enter_context(TelemetryWriter(args.telemetry)))
     if args.trace:
-        from edge.trace import TraceWriter
+        from edge.outputs.trace import TraceWriter
 
         outputs.append(stack.enter_context(TraceWriter(args.trace)))
     if args.serve:
-        from edge.serve import LiveServer
+        from edge.outputs.serve import LiveServer
 
         title = f"edge: {ids[0]}" if n == 1 else f"edge: {n} streams"
         server = stack.enter_context(LiveServer(*args.serve, title=title))
@@ -91,7 +91,7 @@ def open_outputs(
 def report_written(paths: list[Path | None]) -> None:
     """ "wrote X" only for files that passed their check; a named output that was not written
     (no frame ever arrived) is said so."""
-    from edge.outputs import was_written
+    from edge.outputs.files import was_written
 
     for path in paths:
         if path is None or str(path) == "-":

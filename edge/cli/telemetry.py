@@ -26,8 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main_plot(args: argparse.Namespace) -> int:
-    from edge.outputs import check_outputs
-    from edge.telemetry_plot import plot_telemetry
+    from edge.outputs.files import check_outputs
+    from edge.outputs.telemetry_plot import plot_telemetry
 
     check_outputs([("--out", args.out)], [args.file])
     print(f"wrote {plot_telemetry(args.file, args.out)}")

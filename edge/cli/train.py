@@ -37,7 +37,7 @@ _imgsz = _Imgsz()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from edge.training.options import DEFAULT_MODEL, MODELS
+    from edge.training.train_options import DEFAULT_MODEL, MODELS
 
     p = sub.add_parser(
         "train",
@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     _select_backend(args.backend)
     from edge.data.batches import Augment
     from edge.training import TrainOptions, train
-    from edge.training.options import DEFAULT_MODEL
+    from edge.training.train_options import DEFAULT_MODEL
 
     if not args.resume and not args.data:
         raise EdgeError("--data is required (unless --resume)")
@@ -165,7 +165,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _weights(args: argparse.Namespace) -> str | None:
     """--weights: imagenet, none, or a file that exists and that the chosen backbone can take."""
-    from edge.training.options import DEFAULT_MODEL
+    from edge.training.train_options import DEFAULT_MODEL
 
     text = args.weights.strip()
     if text.lower() in ("none", ""):
@@ -184,7 +184,7 @@ def _weights(args: argparse.Namespace) -> str | None:
 
 def _check_out(args: argparse.Namespace) -> None:
     """--out is a run folder: not a file, its parent writable, not the dataset itself."""
-    from edge.outputs import check_folder
+    from edge.outputs.files import check_folder
 
     check_folder("--out", args.out)
     if args.data and Path(args.data).exists() and Path(args.data).resolve() == args.out.resolve():

@@ -2,7 +2,7 @@
 
 Pure numpy and OpenCV (OpenCV releases the GIL, so threads decode in parallel); `edge.training`
 wraps `TrainBatches` for Keras. With augmentation off, an image is placed exactly as the runtime's
-`edge.preprocess.letterbox` places it.
+`edge.runtime.preprocess.letterbox` places it.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class TrainBatches:
             canvas, boxes, classes = self._resized(i)
             h, w = canvas.shape[:2]
             # The point that lands mid-output: with no augmentation this reproduces the integer
-            # offsets of edge.preprocess.letterbox, so training and runtime inputs match exactly.
+            # offsets of edge.runtime.preprocess.letterbox, so training and runtime inputs match exactly.
             centre = (s / 2 - round((s - w) / 2 - 0.1), s / 2 - round((s - h) / 2 - 0.1))
         zoom = 1.0 + rng.uniform(-aug.scale, aug.scale)
         shift = rng.uniform(-aug.translate, aug.translate, 2) * s

@@ -17,9 +17,9 @@ from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
 
 # The one suffix list and image listing, re-exported for the format readers.
-from edge.labels import IMAGE_SUFFIXES as IMAGE_SUFFIXES
-from edge.labels import is_image as is_image
-from edge.labels import list_images as list_images
+from edge.sources.labels import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from edge.sources.labels import is_image as is_image
+from edge.sources.labels import list_images as list_images
 
 logger = logging.getLogger(__name__)
 

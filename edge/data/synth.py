@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.errors import DataError
-from edge.outputs import fsync_folder
+from edge.outputs.files import fsync_folder
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def write_synthetic(
 def _render_all(
     out: Path, images: int, seed: int, imgsz: int, val_fraction: float, progress: bool
 ) -> None:
-    from edge.synthetic import CLASS_NAMES, render_still  # needs OpenCV: import when used
+    from edge.sources.synthetic import CLASS_NAMES, render_still  # needs OpenCV: import when used
 
     n_val = round(images * val_fraction)
     if val_fraction > 0 and images >= 2:

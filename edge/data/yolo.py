@@ -27,7 +27,7 @@ from edge.data.common import (
 )
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
-from edge.labels import label_path, parse_label_line
+from edge.sources.labels import label_path, parse_label_line
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def parse_line(
 ) -> tuple[int, tuple[float, float, float, float]]:
     """One label line -> (class id, pixel xyxy box), checked against the image and class count.
 
-    The line's syntax is read by `edge.labels.parse_label_line`, the parser `edge run` uses too.
+    The line's syntax is read by `edge.sources.labels.parse_label_line`, the parser `edge run` uses too.
     """
     try:
         first, xyxy = parse_label_line(line, width, height)

@@ -12,10 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.contract import ModelContract
 from edge.errors import DataError, ModelError
-from edge.postprocess import PostprocessOptions, postprocess
-from edge.preprocess import prepare
+from edge.runtime.contract import ModelContract
+from edge.runtime.postprocess import PostprocessOptions, postprocess
+from edge.runtime.preprocess import prepare
 from edge.types import Detections
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def open_predictor(
     device: str = "cpu",
     imgsz: tuple[int, int] | None = None,
 ) -> Iterator[Predictor]:
-    """A `Predictor` for an exported `.onnx` (`edge.detector.Detector`) or a `.keras` model.
+    """A `Predictor` for an exported `.onnx` (`edge.api.detector.Detector`) or a `.keras` model.
 
     `names` are the dataset's classes; the model must predict as many. `imgsz` (height, width) is
     used only where the model's input size is dynamic. Raises ValueError for an unknown extension
@@ -48,7 +48,7 @@ def open_predictor(
             _check_names(tuple(model.names), tuple(names), path)
         yield keras_predictor(model, names, imgsz=imgsz, conf=conf, iou=iou)
         return
-    from edge.detector import Detector
+    from edge.api.detector import Detector
 
     detector = Detector(path, device=device, imgsz=imgsz)
     _check_names(tuple(detector.names), tuple(names), path)
@@ -91,7 +91,7 @@ def keras_predictor(
 
 
 def session_predictor(session: Any, *, conf: float = 0.001, iou: float = 0.6) -> Predictor:
-    """A `Predictor` around a loaded `edge.session.ModelSession`: letterbox, run, decode, NMS."""
+    """A `Predictor` around a loaded `edge.runtime.session.ModelSession`: letterbox, run, decode, NMS."""
     contract = session.contract
     size = session.input_size()
     options = PostprocessOptions(conf=conf, iou=iou)
@@ -163,9 +163,9 @@ def _load_keras(path: Path) -> Any:
     import keras
 
     try:  # registers edge's custom layers so the file can be deserialised
-        import edge.model  # noqa: F401
+        import edge.model.keras_detector  # noqa: F401
     except ModuleNotFoundError as exc:
-        if exc.name != "edge.model":
+        if exc.name not in ("edge.model", "edge.model.keras_detector"):
             raise
     try:
         return keras.saving.load_model(path, compile=False)

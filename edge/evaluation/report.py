@@ -32,10 +32,10 @@ def format_table(result: EvalResult) -> str:
 
 
 def write_json(result: EvalResult, path: str | Path, **extra: Any) -> Path:
-    """Write `result.to_dict()` (plus `extra` keys) to `path` by the output policy (edge.outputs)."""
-    from edge import outputs
+    """Write `result.to_dict()` (plus `extra` keys) to `path` by the output policy (edge.outputs.files)."""
+    from edge.outputs import files
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({**result.to_dict(), **extra}, indent=2, allow_nan=False) + "\n"
-    return outputs.write_text(path, "--json", text, outputs.check_json)
+    return files.write_text(path, "--json", text, files.check_json)

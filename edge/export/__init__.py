@@ -5,8 +5,7 @@ Importing this package is cheap: TensorFlow, Keras and tf2onnx load inside `expo
 
 from __future__ import annotations
 
-from edge.export.exporter import ExportResult, VariantReport, export_model, output_paths
-from edge.export.options import (
+from edge.export.export_options import (
     DEFAULT_OPSET,
     MAX_OPSET,
     MIN_OPSET,
@@ -15,7 +14,8 @@ from edge.export.options import (
     ExportOptions,
     Tolerance,
 )
-from edge.export.report import format_report
+from edge.export.exporter import ExportResult, VariantReport, export_model, output_paths
+from edge.export.summary import format_report
 from edge.export.verify import Parity, VerificationError
 
 __all__ = [

@@ -1,7 +1,7 @@
 """A trained `.keras` detector -> its float32 inference model -> an ONNX graph (tf2onnx).
 
 The graph has one input `images` float32 [1 or batch, H, W, 3] and outputs `boxes` [B, N, 4]
-and `scores` [B, N, C], as `edge.contract.XYXY_SCORES` describes.
+and `scores` [B, N, C], as `edge.runtime.contract.XYXY_SCORES` describes.
 
 Converter: `tf2onnx.convert.from_keras`, not Keras' own `model.export(path, format="onnx")`. Both
 trace the model with the TensorFlow backend and hand the graph to tf2onnx, and gave the same
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.contract import ModelContract
 from edge.errors import EdgeError, ModelError
+from edge.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
 

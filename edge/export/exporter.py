@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.contract import ModelContract
 from edge.errors import EdgeError, ModelError
 from edge.export import convert, images, metadata, quantize, trt, uint8_input, verify
-from edge.export.options import TOLERANCES, ExportOptions, Tolerance
+from edge.export.export_options import TOLERANCES, ExportOptions, Tolerance
+from edge.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def _at_precision(precision: str, base: Any, pictures: images.ExportImages, stag
 def _session(path: Path, precision: str, verifying: bool) -> Any:
     """The file opened by the runtime's loader on the CPU; None when it cannot run there and
     verification is off (an fp16 file on an ONNX Runtime without CPU kernels for it)."""
-    from edge.session import ModelSession, SessionOptions
+    from edge.runtime.session import ModelSession, SessionOptions
 
     try:
         return ModelSession(path, SessionOptions(device="cpu", warmup=0))

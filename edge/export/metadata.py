@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edge.contract import ModelContract
+from edge.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ def tensorrt_available() -> tuple[bool, str]:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from edge.session import TRT, quiet_ort
+    from edge.runtime.session import TRT, quiet_ort
 
     if TRT not in ort.get_available_providers():
         return False, ", ".join(ort.get_available_providers())
@@ -49,9 +49,9 @@ def tensorrt_available() -> tuple[bool, str]:
 def build_cache(path: Path, cache: Path, fp16: bool = True) -> float:
     """Open `path` with TensorRT caching into `cache` and run it once; seconds spent.
 
-    Raises edge.session.DeviceFallback when TensorRT does not start after all.
+    Raises edge.runtime.session.DeviceFallback when TensorRT does not start after all.
     """
-    from edge.session import ModelSession, SessionOptions
+    from edge.runtime.session import ModelSession, SessionOptions
 
     started = time.perf_counter()
     session = ModelSession(

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ModelContract
+from edge.runtime.contract import ModelContract
 
 FLOAT_INPUT = "float_input"  # the old input, now made inside the graph
 
@@ -30,7 +30,10 @@ def uint8_contract(contract: ModelContract) -> ModelContract:
         scale=1.0,
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
-        extra={**contract.extra, "edge.preprocess": f"in graph: uint8 BGR NHWC -> {inside}"},
+        extra={
+            **contract.extra,
+            "edge.preprocess": f"in graph: uint8 BGR NHWC -> {inside}",
+        },
     )
 
 

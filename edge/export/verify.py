@@ -1,6 +1,6 @@
 """Does the exported file compute what Keras computes? Parity, CPU latency and mAP of both.
 
-The ONNX side runs through `edge.session.ModelSession`, the runtime's own loader, so a file that
+The ONNX side runs through `edge.runtime.session.ModelSession`, the runtime's own loader, so a file that
 passes here also loads its contract and runs in `edge run`.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.export.options import Tolerance
+from edge.export.export_options import Tolerance
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Backbones: a `keras.applications` network (or a tiny test net) cut at strides 8, 16 and 32.
 
-Which backbones exist, and where each is cut, is the table in `edge.backbones`.
+Which backbones exist, and where each is cut, is the table in `edge.model.backbones`.
 
 Every backbone takes raw RGB pixels 0..255; the normalisation it was trained with is inside it.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 import keras
 
-from edge.backbones import BACKBONES, TINY, BackboneSpec, check_name
 from edge.errors import EdgeError, ModelError
+from edge.model.backbones import BACKBONES, TINY, BackboneSpec, check_name
 from edge.model.blocks import conv_bn, dw_conv_bn
 
 STRIDES = (8, 16, 32)

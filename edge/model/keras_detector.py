@@ -1,8 +1,8 @@
 """The Keras detector: backbone -> PAN-FPN neck -> shared decoupled head -> decoded boxes and scores.
 
-`KerasDetector` is the network edge trains and exports (the runtime's `edge.detector.Detector` runs
+`KerasDetector` is the network edge trains and exports (the runtime's `edge.api.detector.Detector` runs
 the exported ONNX file). It is a functional Keras model whose constructor arguments are its config,
-so `keras.saving.load_model(path)` rebuilds it in safe mode once `edge.model` is imported.
+so `keras.saving.load_model(path)` rebuilds it in safe mode once this module is imported.
 Training outputs are {"boxes", "logits"}; the inference variant outputs {"boxes", "scores"}.
 """
 
@@ -15,14 +15,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from edge.backbones import DEFAULT_BACKBONE, check_name, default_width
-from edge.contract import XYXY_SCORES, ModelContract
 from edge.model.backbone import STRIDES, build_backbone
+from edge.model.backbones import DEFAULT_BACKBONE, check_name, default_width
 from edge.model.blocks import BN_MOMENTUM
 from edge.model.decode import DecodeBoxes, anchor_points
 from edge.model.head import decoupled_head
 from edge.model.losses import DetectionLoss
 from edge.model.neck import pan_fpn
+from edge.runtime.contract import XYXY_SCORES, ModelContract
 
 LEGACY_REGISTERED_NAME = "edge>Detector"  # what .keras files saved before the rename call it
 

@@ -3,7 +3,7 @@
     base.py     Source, SourceOptions, SourceStats/SourceEvent, SequentialSource (in order, no thread)
     latest.py   LatestFrameSource: a capture thread keeping the newest frame; pacing, reconnects
     capture.py  OpenCV capture: video files, cameras, stream URLs
-    images.py   images, folders and globs, with YOLO ground truth (edge.labels)
+    images.py   images, folders and globs, with YOLO ground truth (edge.sources.labels)
     open.py     open_source(spec): picks the kind from the spec
 
 A new kind of source is a function returning a `Source` (usually a `SequentialSource` or a

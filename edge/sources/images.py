@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.labels import label_path, read_truth
 from edge.sources.base import SequentialSource, Source
+from edge.sources.labels import label_path, read_truth
 from edge.types import Detections
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import SourceError
-from edge.labels import IMAGE_SUFFIXES, is_image, list_images
 from edge.sources import capture
 from edge.sources.base import SequentialSource, Source, SourceOptions
 from edge.sources.capture import live_capture, video_file
 from edge.sources.images import image_source, read_image
+from edge.sources.labels import IMAGE_SUFFIXES, is_image, list_images
 from edge.sources.latest import LatestFrameSource
 from edge.types import Detections
 
@@ -23,7 +23,7 @@ URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://
 
 
 def synthetic(spec: str, options: SourceOptions) -> Source:
-    from edge.synthetic import SyntheticScene
+    from edge.sources.synthetic import SyntheticScene
 
     w, h = options.width or 640, options.height or 480
     fps = options.fps or 30.0

@@ -5,7 +5,7 @@ Importing this package does not import TensorFlow or Keras; `train` imports them
 
 from __future__ import annotations
 
-from edge.training.loop import TrainResult, train
-from edge.training.options import DEFAULT_MODEL, MODELS, TrainOptions
+from edge.training.fit import TrainResult, train
+from edge.training.train_options import DEFAULT_MODEL, MODELS, TrainOptions
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "TrainOptions", "TrainResult", "train"]

@@ -52,7 +52,7 @@ class EpochEnd(keras.callbacks.Callback):
         batch_size: int = 0,
     ) -> None:
         super().__init__()
-        self.clock = clock  # edge.training.feed.FeedClock: the feed's rate beside the step's
+        self.clock = clock  # edge.training.pydataset.FeedClock: the feed's rate beside the step's
         self.batch_size = batch_size
         self._steps = 0
         self._train_ns = 0

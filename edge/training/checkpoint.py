@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.outputs import fsync_folder
+from edge.outputs.files import fsync_folder
 
 STATE_FILE = "last.state.npz"
 STATE_VERSION = 1

@@ -118,7 +118,7 @@ def _place_jax(
     else:
         chosen = _choose(pool, devices, kind)
     if len(chosen) > 1:
-        # Several processes: each already reads its own shard (see edge.training.loop).
+        # Several processes: each already reads its own shard (see edge.training.fit).
         distribution = keras.distribution.DataParallel(
             devices=chosen, auto_shard_dataset=num_processes == 1
         )

@@ -1,6 +1,6 @@
 """Validation during training: letterbox the val images, predict, NMS, COCO mAP via edge.evaluation.
 
-Pre- and post-processing are the runtime's own (`edge.preprocess`, `edge.postprocess`), so the
+Pre- and post-processing are the runtime's own (`edge.runtime.preprocess`, `edge.runtime.postprocess`), so the
 numbers match what the exported model will score.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 
 from edge.data.dataset import Sample
 from edge.evaluation import coco_metrics, read_image
-from edge.postprocess import PostprocessOptions, select
-from edge.preprocess import Letterbox, letterbox
+from edge.runtime.postprocess import PostprocessOptions, select
+from edge.runtime.preprocess import Letterbox, letterbox
 from edge.types import Detections
 
 CACHE_LIMIT_BYTES = 512 * 2**20  # keep letterboxed val images in memory below this

@@ -17,10 +17,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from edge import outputs
-from edge.observe import FrameResult, Observer
-from edge.telemetry import FrameRecord
-from edge.timing import STAGES, FrameTiming
+from edge.outputs import files
+from edge.runtime.observe import FrameResult, Observer
+from edge.runtime.timing import STAGES, FrameRecord, FrameTiming
 
 STAGE_TRACKS = STAGES  # one track per stage, in order
 _FRAME_TID = 10  # frame lanes are tids 10, 11, ...: overlapping frames need separate tracks
@@ -34,15 +33,15 @@ class TraceWriter(Observer):
         self.path = Path(path)
         if self.path.suffix.lower() != ".json":
             raise ValueError(f"--trace {path}: use a .json file name")
-        outputs.check_target("--trace", self.path)
+        files.check_target("--trace", self.path)
         self._tmp: Path | None = None
         try:
-            self._tmp = outputs.temp_path(self.path)
+            self._tmp = files.temp_path(self.path)
             self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
             self._fh.write("[")
         except OSError as exc:
-            outputs.discard(self._tmp)
-            raise outputs.os_error("--trace", self.path, exc) from None
+            files.discard(self._tmp)
+            raise files.os_error("--trace", self.path, exc) from None
         self._t0 = time.perf_counter_ns() if origin_ns is None else origin_ns
         self._lock = threading.Lock()  # observe (finishing thread) against close (main thread)
         self._pids: dict[str, int] = {}
@@ -107,7 +106,7 @@ class TraceWriter(Observer):
                 self._observe(record, spans)
             except OSError as exc:
                 self._discard()
-                raise outputs.os_error("--trace", self.path, exc) from None
+                raise files.os_error("--trace", self.path, exc) from None
 
     def _observe(self, record: FrameRecord, spans: FrameSpans) -> None:
         """One frame's spans; runs under self._lock."""
@@ -136,14 +135,14 @@ class TraceWriter(Observer):
                 self._fh.close()
             except OSError as exc:
                 self._discard()
-                raise outputs.os_error("--trace", self.path, exc) from None
+                raise files.os_error("--trace", self.path, exc) from None
             tmp, self._tmp = self._tmp, None
-            outputs.commit(tmp, self.path, "--trace", outputs.check_json)
+            files.commit(tmp, self.path, "--trace", files.check_json)
 
     def _discard(self) -> None:
         with contextlib.suppress(OSError):  # the disk already failed
             self._fh.close()
-        outputs.discard(self._tmp)
+        files.discard(self._tmp)
         self._tmp = None
 
     def __enter__(self) -> TraceWriter:

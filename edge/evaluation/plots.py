@@ -12,9 +12,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge import outputs
 from edge.errors import EdgeError
 from edge.evaluation import EvalResult, as_detections, read_image
+from edge.outputs import files
 from edge.types import Detections
 
 TRUTH_COLOR = (0, 200, 0)  # BGR green
@@ -75,7 +75,7 @@ def plot_pr_curves(result: EvalResult, out_dir: str | Path, iou: float = 0.5) ->
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out / f"pr_{k:03d}_{_safe(name)}.png"
-        paths.append(outputs.write_atomic(path, "--plots", fig.savefig, outputs.check_nonempty))
+        paths.append(files.write_atomic(path, "--plots", fig.savefig, files.check_nonempty))
     return paths
 
 
@@ -163,7 +163,7 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
         if not cv2.imwrite(str(tmp), image):
             raise OSError(f"could not write image {path}")
 
-    return outputs.write_atomic(path, "--plots", write, outputs.check_nonempty)
+    return files.write_atomic(path, "--plots", write, files.check_nonempty)
 
 
 def _caption(image: np.ndarray, text: str, color: tuple[int, int, int]) -> None:

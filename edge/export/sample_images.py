@@ -1,6 +1,6 @@
 """The images export runs through both models: a dataset, a folder of images, or synthetic frames.
 
-Each image goes through `edge.preprocess.prepare`, the letterbox `edge run` applies, so parity,
+Each image goes through `edge.runtime.preprocess.prepare`, the letterbox `edge run` applies, so parity,
 int8 calibration and latency see what the deployed model sees.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.contract import ModelContract
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
+from edge.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def export_images(
         chosen_files = [source.files[i] for i in _spread(len(source.files), count)]
         tensors, canvases = _prepared([_read(p) for p in chosen_files], contract)
         return ExportImages(tensors, f"{len(tensors)} images of {source.path}", canvases=canvases)
-    from edge.synthetic import render_still
+    from edge.sources.synthetic import render_still
 
     h, w = size
     # Frames larger than the input and of another aspect, so the letterbox scales and pads.
@@ -123,7 +123,7 @@ def _prepared(
     images: list[np.ndarray], contract: ModelContract
 ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Letterbox each image once: the float tensor Keras takes and the uint8 BGR canvas."""
-    from edge.preprocess import letterbox, to_input
+    from edge.runtime.preprocess import letterbox, to_input
 
     tensors, canvases = [], []
     for image in images:

@@ -6,11 +6,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge.accuracy import LiveScore
-from edge.session import ModelSession
+from edge.runtime.accuracy import LiveScore
+from edge.runtime.session import ModelSession
+from edge.runtime.stats import Collector, Rolling
+from edge.runtime.tracking import IdentityScore, Tracker
 from edge.sources import Source, SourceEvent
-from edge.telemetry import Collector, Rolling
-from edge.tracking import IdentityScore, Tracker
 
 
 @dataclass

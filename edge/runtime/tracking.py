@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.accuracy import box_iou
+from edge.runtime.accuracy import box_iou
 from edge.types import Detections
 
 # scipy's exact assignment, loaded on first use (importing scipy.optimize costs ~0.25 s of

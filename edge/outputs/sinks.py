@@ -1,6 +1,6 @@
 """Where results go: a window, a video file, a JSONL file. Each is a context manager with `write`.
 
-Files follow the output policy of `edge.outputs`: written under a temporary name, checked on close
+Files follow the output policy of `edge.outputs.files`: written under a temporary name, checked on close
 (the video re-opened and its frames counted, every JSONL line parsed) and only then renamed into
 place, so an interrupted run leaves a complete file and a failed one (disk full) leaves none.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge import outputs
 from edge.errors import EdgeError
-from edge.observe import FrameResult, Observer
+from edge.outputs import files
+from edge.runtime.observe import FrameResult, Observer
 from edge.types import Detections, Frame
 
 
@@ -76,7 +76,7 @@ class VideoFile(Sink):
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
             raise ValueError(f"--save {path}: use a .mp4, .avi, .mkv or .mov file name")
-        outputs.check_target("--save", self.path)
+        files.check_target("--save", self.path)
         self.fps = fps if fps and fps > 0 else 30.0
         self._tmp: Path | None = None
         self._writer: cv2.VideoWriter | None = None
@@ -90,9 +90,9 @@ class VideoFile(Sink):
             )
             h, w = img.shape[:2]
             try:
-                self._tmp = outputs.temp_path(self.path)
+                self._tmp = files.temp_path(self.path)
             except OSError as exc:
-                raise outputs.os_error("--save", self.path, exc) from None
+                raise files.os_error("--save", self.path, exc) from None
             self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
                 self.discard()
@@ -111,13 +111,13 @@ class VideoFile(Sink):
         self._writer.release()
         self._writer = None
         tmp, self._tmp = self._tmp, None
-        outputs.commit(tmp, self.path, "--save", outputs.video_check(self.frames))
+        files.commit(tmp, self.path, "--save", files.video_check(self.frames))
 
     def discard(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        outputs.discard(self._tmp)
+        files.discard(self._tmp)
         self._tmp = None
 
 
@@ -131,18 +131,18 @@ class JsonlDetections(Sink):
 
     def __init__(self, path: str | Path, names: Sequence[str], stdout: object = None) -> None:
         self.path = Path(path)
-        outputs.check_target("--jsonl", path, stdout_ok=True)
+        files.check_target("--jsonl", path, stdout_ok=True)
         self.names = list(names)
         self._tmp: Path | None = None
-        if str(path) == outputs.STDOUT:
+        if str(path) == files.STDOUT:
             self._fh = stdout or sys.stdout
         else:
             try:
-                self._tmp = outputs.temp_path(self.path)
+                self._tmp = files.temp_path(self.path)
                 self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
             except OSError as exc:
-                outputs.discard(self._tmp)
-                raise outputs.os_error("--jsonl", self.path, exc) from None
+                files.discard(self._tmp)
+                raise files.os_error("--jsonl", self.path, exc) from None
         self._t0: int | None = None
 
     def write(self, frame: Frame, detections: Detections, annotated: np.ndarray | None) -> bool:
@@ -177,7 +177,7 @@ class JsonlDetections(Sink):
                 self._fh.flush()  # a pipe reader wants each frame as it comes
         except OSError as exc:
             self.discard()
-            raise outputs.os_error("--jsonl", self.path, exc) from None
+            raise files.os_error("--jsonl", self.path, exc) from None
         return True
 
     def close(self) -> None:
@@ -192,14 +192,14 @@ class JsonlDetections(Sink):
             self._fh.close()
         except OSError as exc:
             self.discard()
-            raise outputs.os_error("--jsonl", self.path, exc) from None
+            raise files.os_error("--jsonl", self.path, exc) from None
         tmp, self._tmp = self._tmp, None
-        outputs.commit(tmp, self.path, "--jsonl", outputs.check_jsonl)
+        files.commit(tmp, self.path, "--jsonl", files.check_jsonl)
 
     def discard(self) -> None:
         if self._tmp is None:
             return
         with contextlib.suppress(OSError):  # the disk already failed
             self._fh.close()
-        outputs.discard(self._tmp)
+        files.discard(self._tmp)
         self._tmp = None

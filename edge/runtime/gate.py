@@ -3,7 +3,7 @@ feed or whose outputs it cannot decode, and settle what the loop needs to know a
 
 Checks the one input (element type, rank, channels against the metadata's layout, fixed and dynamic
 sizes, batch), then runs one trial inference at the real input size: the outputs' shapes pick the
-output layout (`edge.postprocess.resolve_format`) and prove their batch follows the input's.
+output layout (`edge.runtime.postprocess.resolve_format`) and prove their batch follows the input's.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import RTDETR, RTDETR_TOPK, ModelContract
 from edge.errors import ModelError
-from edge.postprocess import resolve_format
+from edge.runtime.contract import RTDETR, RTDETR_TOPK, ModelContract
+from edge.runtime.postprocess import resolve_format
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundled import bundled_model
 from edge.errors import ModelError
-from edge.postprocess import PostprocessOptions, postprocess
-from edge.preprocess import prepare
-from edge.session import ModelSession, SessionOptions
+from edge.runtime.bundled import bundled_model
+from edge.runtime.postprocess import PostprocessOptions, postprocess
+from edge.runtime.preprocess import prepare
+from edge.runtime.session import ModelSession, SessionOptions
 from edge.types import Detections
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError, EdgeError
-from edge.training.options import TrainOptions
+from edge.training.train_options import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class _Run:
     options: TrainOptions
 
     def feed(self, epoch: int) -> Any:
-        from edge.training.feed import Feed
+        from edge.training.pydataset import Feed
 
         mosaic_until = max(self.options.epochs - self.options.close_mosaic, 0)
         return Feed(
@@ -152,8 +152,8 @@ def _setup(
     from edge.training.callbacks import RESULTS_FILE, EpochEnd, truncate_rows
     from edge.training.checkpoint import remove_stale_temps, write_text
     from edge.training.distribute import place, set_precision
-    from edge.training.feed import FeedClock
     from edge.training.optimizer import build_optimizer, schedule_of
+    from edge.training.pydataset import FeedClock
     from edge.training.validate import Validator
 
     shapes = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.contract import ModelContract
+from edge.runtime.contract import ModelContract
 
 PAD_VALUE = 114  # grey, as the common detectors train with
 

@@ -3,7 +3,7 @@
 Export writes it and run reads it, here and nowhere else, so `edge run --model X.onnx` needs no
 other flag. Ultralytics detection exports (YOLOv8/11, YOLO26, YOLOv10, RT-DETR) are read from their
 own metadata; which of their output layouts a file has is settled at load from its output shapes
-(`edge.postprocess.resolve_format`, called by the model gate, `edge.gate`).
+(`edge.runtime.postprocess.resolve_format`, called by the model gate, `edge.runtime.gate`).
 """
 
 from __future__ import annotations

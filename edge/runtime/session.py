@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ModelContract, from_metadata
 from edge.errors import ModelError
-from edge.gate import check_model
-from edge.providers import (  # noqa: F401  (CPU, CUDA, TRT, PROVIDERS: kept importable from here)
+from edge.runtime.contract import ModelContract, from_metadata
+from edge.runtime.gate import check_model
+from edge.runtime.providers import (  # noqa: F401  (CPU, CUDA, TRT, PROVIDERS: kept importable from here)
     CPU,
     CUDA,
     DEVICES,

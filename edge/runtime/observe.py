@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.timing import FrameRecord, FrameTiming
+from edge.runtime.timing import FrameRecord, FrameTiming
 from edge.types import Detections, Frame
 
 # Draws onto the annotated image in place (it is the loop's own copy of the frame).

@@ -13,8 +13,8 @@ BUNDLED_NOTE = "the bundled model knows only the demo scene's four shapes"
 
 def bundled_model() -> Path | None:
     """The bundled model file, or None when neither the package nor a checkout has one."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / PACKAGE_DIR, here.parent / "models", Path.cwd() / "models"):
+    package = Path(__file__).resolve().parents[1]  # edge/
+    for folder in (package / PACKAGE_DIR, package.parent / "models", Path.cwd() / "models"):
         candidate = folder / BUNDLED_FILE
         if candidate.is_file():
             return candidate

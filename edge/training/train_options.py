@@ -9,8 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from edge.backbones import DEFAULT_BACKBONE, NAMES
 from edge.data.batches import Augment
+from edge.model.backbones import DEFAULT_BACKBONE, NAMES
 
 MODELS = NAMES  # --model takes a backbone name
 DEFAULT_MODEL = DEFAULT_BACKBONE

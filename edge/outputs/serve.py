@@ -30,11 +30,11 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.observe import FrameResult
-from edge.serve_page import PAGE
-from edge.sinks import Sink
-from edge.telemetry import FrameRecord, Rolling
-from edge.timing import SPANS, STAGES, FrameTiming
+from edge.outputs.serve_page import PAGE
+from edge.outputs.sinks import Sink
+from edge.runtime.observe import FrameResult
+from edge.runtime.stats import Rolling
+from edge.runtime.timing import SPANS, STAGES, FrameRecord, FrameTiming
 from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)

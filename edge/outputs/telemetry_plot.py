@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.telemetry import read_records
-from edge.timing import STAGES
+from edge.outputs.telemetry_file import read_records
+from edge.runtime.timing import STAGES
 
 STAGE_COLUMNS = tuple(f"{name}_ms" for name in STAGES)
 
@@ -48,12 +48,10 @@ def plot_telemetry(path: str | Path, out: str | Path) -> Path:
     p95 = np.percentile(lat, 95)
     ax2.set_title(f"distribution (latency p50 {np.median(lat):.1f} ms, p95 {p95:.1f} ms)")
     fig.tight_layout()
-    from edge import outputs
+    from edge.outputs import files
 
     try:
-        outputs.write_atomic(
-            out, "--out", lambda t: fig.savefig(t, dpi=100), outputs.check_nonempty
-        )
+        files.write_atomic(out, "--out", lambda t: fig.savefig(t, dpi=100), files.check_nonempty)
     finally:
         plt.close(fig)
     return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.preprocess import Letterbox
+from edge.runtime.preprocess import Letterbox
 from edge.sources import Source
 from edge.types import Frame
 

@@ -17,7 +17,7 @@ def provider_check() -> dict[str, str]:
     """For each compiled-in provider: 'starts' if a session really runs on it, else why not."""
     import onnxruntime as ort
 
-    from edge.providers import probe
+    from edge.runtime.providers import probe
 
     result = {}
     for name in ort.get_available_providers():

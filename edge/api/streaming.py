@@ -19,14 +19,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.bundled import bundled_model
 from edge.errors import ModelError
-from edge.loop import Loop, LoopOptions, LoopResult, stream_ids
-from edge.observe import FrameResult, Observer, PerStream, Processor, per_stream_path
-from edge.postprocess import PostprocessOptions
-from edge.session import ModelSession, SessionOptions
+from edge.runtime.bundled import bundled_model
+from edge.runtime.loop import Loop, LoopOptions, LoopResult, stream_ids
+from edge.runtime.observe import FrameResult, Observer, PerStream, Processor, per_stream_path
+from edge.runtime.postprocess import PostprocessOptions
+from edge.runtime.session import ModelSession, SessionOptions
+from edge.runtime.tracking import TrackerOptions
 from edge.sources import Source, SourceOptions, open_source
-from edge.tracking import TrackerOptions
 
 _DONE = object()
 
@@ -210,9 +210,9 @@ def _files(
     telemetry: str | Path | None,
     trace: str | Path | None,
 ) -> list[Observer]:
-    from edge.sinks import JsonlDetections, VideoFile
-    from edge.telemetry import TelemetryWriter
-    from edge.trace import TraceWriter
+    from edge.outputs.sinks import JsonlDetections, VideoFile
+    from edge.outputs.telemetry_file import TelemetryWriter
+    from edge.outputs.trace import TraceWriter
 
     out: list[Observer] = []
     if save is not None:

@@ -1,6 +1,6 @@
 """The detection loop for one or many sources: read -> preprocess -> infer -> finish, every stage timed.
 
-Inference runs in the calling thread. Frames come in through a feed (edge/feed.py): reader
+Inference runs in the calling thread. Frames come in through a feed (edge/runtime/feed.py): reader
 threads that prepare the next frames while the model runs, or reading inline just before
 inference. With several streams and a model whose batch dimension is dynamic, one frame of each
 stream is run in one call (waiting at most `batch_wait_ms` for the others). A finishing thread
@@ -24,24 +24,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.accuracy import LiveScore
-from edge.annotate import draw
-from edge.feed import InlineFeed, Prepared, StreamReader, ThreadedFeed
-from edge.loop_state import (
+from edge.runtime.accuracy import LiveScore
+from edge.runtime.annotate import draw
+from edge.runtime.feed import InlineFeed, Prepared, StreamReader, ThreadedFeed
+from edge.runtime.observe import FrameResult, Observer, Processor
+from edge.runtime.postprocess import PostprocessOptions, postprocess
+from edge.runtime.preprocess import prepare
+from edge.runtime.session import ModelSession
+from edge.runtime.stats import Collector
+from edge.runtime.stream_state import (
     LoopResult,
     StreamState,
     batch_capacity,
     event_row,
     stream_ids,
 )
-from edge.observe import FrameResult, Observer, Processor
-from edge.postprocess import PostprocessOptions, postprocess
-from edge.preprocess import prepare
-from edge.session import ModelSession
+from edge.runtime.timing import FrameRecord, FrameTiming
+from edge.runtime.tracking import IdentityScore, Tracker, TrackerOptions
 from edge.sources import Source
-from edge.telemetry import Collector, FrameRecord
-from edge.timing import FrameTiming
-from edge.tracking import IdentityScore, Tracker, TrackerOptions
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Loop:
     """Runs one model over one or more sources into observers; see the module docstring.
 
     `sources` is one Source or a sequence of them. `observers` receive every finished frame (see
-    edge/observe.py); `processors` run on each frame before drawing, in order. `stop` (a
+    edge/runtime/observe.py); `processors` run on each frame before drawing, in order. `stop` (a
     threading.Event) ends the loop after the frames in flight: set it from a signal handler and
     every observer still closes properly. The loop never changes the sources it is given.
     """

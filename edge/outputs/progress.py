@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.observe import FrameResult, Observer
+from edge.runtime.observe import FrameResult, Observer
 
 
 class Progress(Observer):

@@ -13,9 +13,16 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from edge.contract import END_TO_END, RTDETR, RTDETR_TOPK, XYXY_SCORES, YOLOV8, ModelContract
 from edge.errors import ModelError
-from edge.preprocess import Letterbox
+from edge.runtime.contract import (
+    END_TO_END,
+    RTDETR,
+    RTDETR_TOPK,
+    XYXY_SCORES,
+    YOLOV8,
+    ModelContract,
+)
+from edge.runtime.preprocess import Letterbox
 from edge.types import Detections
 
 # Layouts whose model already removed duplicates: no NMS on the host (as Ultralytics does).

@@ -112,8 +112,8 @@ def bench_onnx(
     threads: int = 0,
 ) -> tuple[list[BenchResult], tuple[int, int]]:
     """Time each precision variant of `model` on each device whose provider really starts."""
-    from edge.machine import provider_check
-    from edge.session import PROVIDERS, ModelSession, SessionOptions
+    from edge.runtime.machine import provider_check
+    from edge.runtime.session import PROVIDERS, ModelSession, SessionOptions
 
     starts = {k for k, v in provider_check().items() if v == "starts"}
     skipped = [d for d in devices if PROVIDERS[d] not in starts]
@@ -219,9 +219,9 @@ def format_table(report: BenchReport) -> str:
 
 
 def write_json(report: BenchReport, path: Path) -> None:
-    from edge import outputs
+    from edge.outputs import files
 
-    outputs.write_text(path, "--json", json.dumps(report.to_dict(), indent=2), outputs.check_json)
+    files.write_text(path, "--json", json.dumps(report.to_dict(), indent=2), files.check_json)
 
 
 def plot(report: BenchReport, path: Path) -> None:
@@ -248,11 +248,9 @@ def plot(report: BenchReport, path: Path) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    from edge import outputs
+    from edge.outputs import files
 
     try:
-        outputs.write_atomic(
-            path, "--plot", lambda t: fig.savefig(t, dpi=100), outputs.check_nonempty
-        )
+        files.write_atomic(path, "--plot", lambda t: fig.savefig(t, dpi=100), files.check_nonempty)
     finally:
         plt.close(fig)
