@@ -1,0 +1,258 @@
+"""How the loop runs on this machine: overlapped or serial, and with how many ONNX Runtime
+intra-op threads, chosen from the measured stage times of its first frames.
+
+The loop runs its first frames serially (the probe) and measures per frame: the wall time of
+reading + pre-processing, of inference and of finishing (post-processing, drawing, sinks), the
+whole frame (book-keeping included), and the CPU time of the process in inference and in all.
+`choose` predicts the time per frame of each way to run and takes the fastest:
+
+- serial (one thread): what the probe measured.
+- overlapped: a reader thread (read + pre-process) and a finishing thread beside inference. A
+  frame then takes as long as the busiest of them, and no less than the CPU time it needs spread
+  over the cores: max(inference, read, finish, cpu / cores). On a GPU inference leaves the cores
+  to the other threads (its CPU time is small); on a CPU whose cores ONNX Runtime's threads fill,
+  the reader and finisher take their CPU time from inference, which the last term counts.
+- overlapped with one intra-op thread fewer (CPU only, when the thread count was not given).
+  Sharing the cores costs nothing in this model, but ONNX Runtime's threads spend CPU time
+  waiting for each other, and fewer threads spend less. That cannot be predicted, so when the
+  frame is CPU-bound, the threads spend CPU time beyond the inference's own wall time, and
+  finding out costs at most 1% of the run (a live source, a long file), `Tuner` builds a
+  session with one thread fewer and measures it on more serial frames; then the measured
+  numbers decide, and the session not chosen is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from edge.runtime.session import ModelSession
+    from edge.runtime.stats import Collector
+
+log = logging.getLogger(__name__)
+
+PROBE_FRAMES = 24  # serial frames timed per session tried
+EXPLORE_BUDGET = 0.01  # the share of a run's time that measuring another thread count may cost
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a serial probe measured, in milliseconds per frame (means).
+
+    `frame` is the whole serial frame (book-keeping included); `read` reading + pre-processing,
+    `finish` post-processing + drawing + sinks; `infer` inference's wall time with `threads`
+    intra-op threads and `infer_cpu` the process's CPU time during it (all threads); `cpu` the
+    process's CPU time for the whole frame. `ran`: of the time the process's threads were ready
+    to run, the share they ran (the rest they waited for a core that others held): 1 on a quiet
+    machine.
+    """
+
+    frame: float
+    read: float
+    infer: float
+    finish: float
+    infer_cpu: float
+    cpu: float
+    threads: int
+    ran: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if min(self.frame, self.read, self.infer, self.finish, self.infer_cpu, self.cpu) < 0:
+            raise ValueError(f"stage times must be >= 0, got {self}")
+        if not 0 < self.ran <= 1:
+            raise ValueError(f"ran must be in (0, 1], got {self.ran}")
+
+    def capacity(self, cores: int) -> float:
+        """The cores a frame's CPU time can spread over: all of them on a quiet machine, as
+        many as the share of them the probe got where other processes hold the cores."""
+        return max(cores, 1) * self.ran
+
+    def overlapped_ms(self, cores: int) -> float:
+        """A frame's time with a reader and a finishing thread beside inference."""
+        return max(self.infer, self.read, self.finish, self.cpu / self.capacity(cores))
+
+    def waste_ms(self) -> float:
+        """CPU time per frame the intra-op threads spend beyond inference's wall time: the most
+        that fewer threads could save."""
+        return max(self.infer_cpu - self.infer, 0.0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to run: overlapped or not, with `threads` intra-op threads; `explore`, when not 0,
+    asks for a session with that many threads to be measured first; `predicted`: ms per frame
+    of each way."""
+
+    overlap: bool
+    threads: int
+    frame_ms: float
+    predicted: dict[str, float]
+    explore: int = 0
+
+    def describe(self) -> str:
+        how = "overlapped" if self.overlap else "serial"
+        alts = ", ".join(f"{k} {v:.1f}" for k, v in self.predicted.items())
+        return f"{how}, {self.threads} ORT thread(s) (predicted ms per frame: {alts})"
+
+
+def choose(
+    probes: list[Probe],
+    cores: int,
+    on_cpu: bool,
+    threads_fixed: bool,
+    rebuild_ms: float,
+    frames_left: int | None,
+) -> Plan:
+    """The fastest way to run the rest of the frames (see the module docstring).
+
+    `probes`: the session as given first, then any tried with one thread fewer. `on_cpu`: the
+    model runs on the CPU. `threads_fixed`: the user chose the thread count. `rebuild_ms`: what a
+    new session costs; `frames_left`: None when unknown or unbounded (a live source).
+    """
+    if cores < 1:
+        raise ValueError(f"cores must be >= 1, got {cores}")
+    if not probes:
+        raise ValueError("choose needs at least one probe")
+    first = probes[0]
+    predicted: dict[str, float] = {}
+    options = []
+    for p in probes:
+        fewer = "" if p is first else f", {p.threads} thread(s)"
+        predicted[f"serial{fewer}"] = p.frame
+        predicted[f"overlapped{fewer}"] = p.overlapped_ms(cores)
+        options += [(p.frame, False, p.threads), (predicted[f"overlapped{fewer}"], True, p.threads)]
+    best = min(options, key=lambda o: o[0])  # ties: serial, then the session as it is
+    plan = Plan(overlap=best[1], threads=best[2], frame_ms=best[0], predicted=predicted)
+    fewer = first.threads - 1
+    if len(probes) > 1 or not on_cpu or threads_fixed or fewer < 1:
+        return plan
+    # Worth trying one thread fewer only where CPU time bounds the overlapped frame, what the
+    # threads spend beyond inference's wall time (the most fewer threads could save) is not
+    # nothing, and finding out (a new session, its probe frames run serially) costs at most
+    # EXPLORE_BUDGET of the time the frames left would take.
+    capacity = first.capacity(cores)
+    cpu_bound = first.cpu / capacity >= max(first.infer, first.read, first.finish)
+    cost = rebuild_ms + PROBE_FRAMES * max(first.frame - plan.frame_ms, 0.0)
+    left = frames_left - PROBE_FRAMES if frames_left is not None else None
+    affordable = left is None or cost <= EXPLORE_BUDGET * max(left, 0) * plan.frame_ms
+    if cpu_bound and first.waste_ms() > 0 and affordable:
+        return Plan(plan.overlap, plan.threads, plan.frame_ms, predicted, explore=fewer)
+    return plan
+
+
+class Tuner:
+    """Times the loop's first frames and decides how it runs the rest (`choose`).
+
+    The loop calls `frame()` after every serial frame with the collector (where the frames'
+    stage times are) and the CPU time its inference calls took so far; `frame()` returns None
+    while probing, then the session to run with (the one given, or a new one with fewer threads)
+    once `plan` is made.
+    """
+
+    def __init__(
+        self,
+        session: ModelSession,
+        imgsz: tuple[int, int],
+        frames_left: int | None,
+        cores: int,
+    ) -> None:
+        self.session, self.given, self.imgsz = session, session, imgsz
+        on_cpu = session.device == "cpu"
+        self.on_cpu, self.frames_left, self.cores = on_cpu, frames_left, cores
+        self.probes: list[Probe] = []
+        self.plan: Plan | None = None
+        self.rebuild_ms = session.load_seconds * 1000
+        self._start: tuple[int, ...] | None = None
+
+    def begin(self, frames_done: int, infer_cpu_ns: int) -> None:
+        now = (time.perf_counter_ns(), time.process_time_ns())
+        self._start = (*now, frames_done, infer_cpu_ns, *thread_times())
+
+    def frame(self, collector: Collector, infer_cpu_ns: int, live: bool) -> ModelSession | None:
+        if self.plan is not None:
+            return None
+        if self._start is None:
+            self.begin(collector.frames, infer_cpu_ns)
+            return None
+        wall0, cpu0, done0, inf0, ran0, waited0 = self._start
+        n = collector.frames - done0
+        if n < PROBE_FRAMES:
+            return None
+        ran, waited = (a - b for a, b in zip(thread_times(), (ran0, waited0), strict=True))
+        share = ran / (ran + waited) if ran > 0 else 1.0
+        probe = self._measure(collector, n, wall0, cpu0, infer_cpu_ns - inf0, live, share)
+        self.probes.append(probe)
+        left = None if self.frames_left is None else self.frames_left - collector.frames
+        plan = choose(
+            self.probes,
+            self.cores,
+            self.on_cpu,
+            threads_fixed=bool(self.given.options.threads),
+            rebuild_ms=self.rebuild_ms,
+            frames_left=left,
+        )
+        log.debug("probe %s -> %s", self.probes[-1], plan.describe())
+        if plan.explore:
+            started = time.perf_counter()
+            self.session = self.given.variant(threads=plan.explore)
+            self.session.warm_up(self.imgsz)
+            self.rebuild_ms = (time.perf_counter() - started) * 1000
+            self.begin(collector.frames, infer_cpu_ns)
+            return self.session
+        self.plan = plan
+        self.session = self.given if plan.threads == self.given_threads else self.session
+        return self.session
+
+    @property
+    def given_threads(self) -> int:
+        return self.probes[0].threads if self.probes else self.given.intra_threads
+
+    def _measure(
+        self,
+        c: Collector,
+        n: int,
+        wall0: int,
+        cpu0: int,
+        infer_cpu_ns: int,
+        live: bool,
+        ran: float,
+    ) -> Probe:
+        def mean(stage: str) -> float:
+            return float(np.mean(c.column(f"{stage}_ms")[-n:]))
+
+        return Probe(
+            frame=(time.perf_counter_ns() - wall0) / 1e6 / n,
+            read=(0.0 if live else mean("wait")) + mean("preprocess"),
+            infer=mean("inference"),
+            finish=mean("postprocess") + mean("render") + mean("sink"),
+            infer_cpu=infer_cpu_ns / 1e6 / n,
+            cpu=(time.process_time_ns() - cpu0) / 1e6 / n,
+            threads=self.session.intra_threads,
+            ran=min(max(ran, 1e-3), 1.0),
+        )
+
+
+def thread_times() -> tuple[int, int]:
+    """(ns run on a CPU, ns waited for one) summed over this process's threads, from Linux's
+    schedstat; (0, 0) where the system does not keep it."""
+    ran = waited = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0, 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+            ran, waited = ran + int(fields[0]), waited + int(fields[1])
+        except (OSError, ValueError, IndexError):  # a thread that ended meanwhile
+            continue
+    return ran, waited
