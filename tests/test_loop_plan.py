@@ -55,6 +55,23 @@ def test_nothing_to_hide_stays_serial():
     assert not plan.overlap and plan.threads == 2 and not plan.explore
 
 
+def test_a_live_source_hides_only_its_finishing():
+    # A camera is read just before inference, overlapped or not: only the 2 ms of finishing
+    # can move to another thread.
+    p = Probe(
+        frame=20.3,
+        read=0.0,
+        inline=10.0,
+        infer=8.0,
+        finish=2.0,
+        infer_cpu=12.8,
+        cpu=25.1,
+        threads=2,
+    )
+    plan = plan_for([p])
+    assert plan.overlap and plan.frame_ms == pytest.approx(18.0)
+
+
 def test_yolo_without_saving_overlaps_on_both_threads():
     # Two cores, 8 ms inference on two threads using 12.8 ms of CPU, 4 ms decoding: overlapped,
     # the CPU time (12.8 + 5.3) / 2 = 9.05 ms bounds the frame, against 13.3 ms serial.

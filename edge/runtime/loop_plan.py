@@ -3,22 +3,24 @@ intra-op threads, chosen from the measured stage times of its first frames.
 
 The loop runs its first frames serially (the probe) and measures per frame: the wall time of
 reading + pre-processing, of inference and of finishing (post-processing, drawing, sinks), the
-whole frame (book-keeping included), and the CPU time of the process in inference and in all.
-`choose` predicts the time per frame of each way to run and takes the fastest:
+whole frame (book-keeping included), the CPU time of the process in inference and in all, and
+of the time its threads were ready to run, the share they got a core (Linux's schedstat: 1 on a
+quiet machine, less where other processes hold the cores). `choose` predicts the time per frame
+of each way to run and takes the fastest:
 
 - serial (one thread): what the probe measured.
 - overlapped: a reader thread (read + pre-process) and a finishing thread beside inference. A
   frame then takes as long as the busiest of them, and no less than the CPU time it needs spread
-  over the cores: max(inference, read, finish, cpu / cores). On a GPU inference leaves the cores
-  to the other threads (its CPU time is small); on a CPU whose cores ONNX Runtime's threads fill,
-  the reader and finisher take their CPU time from inference, which the last term counts.
+  over the cores it can get: max(inference, read, finish, cpu / (cores x share)). On a GPU
+  inference leaves the cores to the other threads (its CPU time is small); on a CPU whose cores
+  ONNX Runtime's threads fill, the reader and finisher take their CPU time from inference, which
+  the last term counts; on a machine others keep busy it is the share that bounds.
 - overlapped with one intra-op thread fewer (CPU only, when the thread count was not given).
-  Sharing the cores costs nothing in this model, but ONNX Runtime's threads spend CPU time
-  waiting for each other, and fewer threads spend less. That cannot be predicted, so when the
-  frame is CPU-bound, the threads spend CPU time beyond the inference's own wall time, and
-  finding out costs at most 1% of the run (a live source, a long file), `Tuner` builds a
-  session with one thread fewer and measures it on more serial frames; then the measured
-  numbers decide, and the session not chosen is dropped.
+  Sharing the cores costs nothing in this model, but more threads spend more CPU time keeping
+  in step, and how much cannot be predicted. So where the frame is CPU-bound, the threads use
+  CPU time beyond inference's own wall time, and finding out costs at most EXPLORE_BUDGET of the
+  run (a camera, a long file), `Tuner` builds a session with one thread fewer and measures it
+  on more serial frames; the measured numbers decide, and the session not chosen is dropped.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ EXPLORE_BUDGET = 0.01  # the share of a run's time that measuring another thread
 class Probe:
     """What a serial probe measured, in milliseconds per frame (means).
 
-    `frame` is the whole serial frame (book-keeping included); `read` reading + pre-processing,
+    `frame` is the whole serial frame (book-keeping included); `read` reading + pre-processing
+    that a reader thread would take over (a live source is read just before inference in any
+    case: its reading is in `inline`, with the inference thread),
     `finish` post-processing + drawing + sinks; `infer` inference's wall time with `threads`
     intra-op threads and `infer_cpu` the process's CPU time during it (all threads); `cpu` the
     process's CPU time for the whole frame. `ran`: of the time the process's threads were ready
@@ -61,11 +65,13 @@ class Probe:
     cpu: float
     threads: int
     ran: float = 1.0
+    inline: float = 0.0
 
     def __post_init__(self) -> None:
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if min(self.frame, self.read, self.infer, self.finish, self.infer_cpu, self.cpu) < 0:
+        times = (self.frame, self.read, self.infer, self.finish, self.infer_cpu, self.cpu)
+        if min(*times, self.inline) < 0:
             raise ValueError(f"stage times must be >= 0, got {self}")
         if not 0 < self.ran <= 1:
             raise ValueError(f"ran must be in (0, 1], got {self.ran}")
@@ -77,7 +83,8 @@ class Probe:
 
     def overlapped_ms(self, cores: int) -> float:
         """A frame's time with a reader and a finishing thread beside inference."""
-        return max(self.infer, self.read, self.finish, self.cpu / self.capacity(cores))
+        busiest = max(self.infer + self.inline, self.read, self.finish)
+        return max(busiest, self.cpu / self.capacity(cores))
 
     def waste_ms(self) -> float:
         """CPU time per frame the intra-op threads spend beyond inference's wall time: the most
@@ -139,7 +146,7 @@ def choose(
     # nothing, and finding out (a new session, its probe frames run serially) costs at most
     # EXPLORE_BUDGET of the time the frames left would take.
     capacity = first.capacity(cores)
-    cpu_bound = first.cpu / capacity >= max(first.infer, first.read, first.finish)
+    cpu_bound = first.cpu / capacity >= max(first.infer + first.inline, first.read, first.finish)
     cost = rebuild_ms + PROBE_FRAMES * max(first.frame - plan.frame_ms, 0.0)
     left = frames_left - PROBE_FRAMES if frames_left is not None else None
     affordable = left is None or cost <= EXPLORE_BUDGET * max(left, 0) * plan.frame_ms
@@ -204,7 +211,11 @@ class Tuner:
             started = time.perf_counter()
             self.session = self.given.variant(threads=plan.explore)
             self.session.warm_up(self.imgsz)
-            self.rebuild_ms = (time.perf_counter() - started) * 1000
+            log.debug(
+                "a session with %d thread(s) in %.0f ms",
+                plan.explore,
+                (time.perf_counter() - started) * 1e3,
+            )
             self.begin(collector.frames, infer_cpu_ns)
             return self.session
         self.plan = plan
@@ -228,9 +239,11 @@ class Tuner:
         def mean(stage: str) -> float:
             return float(np.mean(c.column(f"{stage}_ms")[-n:]))
 
+        reading = mean("wait") + mean("preprocess")
         return Probe(
             frame=(time.perf_counter_ns() - wall0) / 1e6 / n,
-            read=(0.0 if live else mean("wait")) + mean("preprocess"),
+            read=0.0 if live else reading,
+            inline=reading if live else 0.0,
             infer=mean("inference"),
             finish=mean("postprocess") + mean("render") + mean("sink"),
             infer_cpu=infer_cpu_ns / 1e6 / n,
