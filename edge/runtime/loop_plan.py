@@ -76,6 +76,14 @@ class Probe:
         if not 0 < self.ran <= 1:
             raise ValueError(f"ran must be in (0, 1], got {self.ran}")
 
+    def describe(self) -> str:
+        inline = f" + {self.inline:.1f} reading" if self.inline else ""
+        return (
+            f"frame {self.frame:.1f} ms: read {self.read:.1f}, inference {self.infer:.1f}{inline}"
+            f" ({self.threads} thread(s), CPU {self.infer_cpu:.1f}), finish {self.finish:.1f};"
+            f" CPU {self.cpu:.1f}; its threads ran {self.ran:.0%} of the time they were ready"
+        )
+
     def capacity(self, cores: int) -> float:
         """The cores a frame's CPU time can spread over: all of them on a quiet machine, as
         many as the share of them the probe got where other processes hold the cores."""
@@ -206,7 +214,7 @@ class Tuner:
             rebuild_ms=self.rebuild_ms,
             frames_left=left,
         )
-        log.debug("probe %s -> %s", self.probes[-1], plan.describe())
+        log.debug("probe: %s -> %s", probe.describe(), plan.describe())
         if plan.explore:
             started = time.perf_counter()
             self.session = self.given.variant(threads=plan.explore)
