@@ -57,6 +57,8 @@ def hand_written_loop(model: Path, video: Path, save: Path | None, device: str =
 
     session = ort.InferenceSession(str(model), providers=ORT_PROVIDERS[device])
     inp = session.get_inputs()[0]
+    if not all(isinstance(d, int) for d in inp.shape):
+        raise ValueError(f"--model {model}: the hand-written loop needs a fixed input shape")
     nchw = inp.shape[1] == 3
     size = inp.shape[2] if nchw else inp.shape[1]
     uint8 = inp.type == "tensor(uint8)"  # edge's exports: uint8 BGR in, the scaling in the graph
@@ -245,8 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         args.work / f"synthetic-1280x720-{args.frames}.mp4", args.frames
     )
     report: dict = {"video": str(video), "cores": len(os.sched_getaffinity(0)), "models": {}}
-    for m in models:
-        report["models"][m.name] = rounds(args, m, video)
+    try:
+        for m in models:
+            report["models"][m.name] = rounds(args, m, video)
+    except ValueError as exc:
+        print(f"bench_loop: {exc}", file=sys.stderr)
+        return 2
     if args.live_frames:
         live_size = (args.live_imgsz, args.live_imgsz) if args.live_imgsz else None
         report["live"] = live_loop(models[0], args.live_frames, args.device, live_size)
