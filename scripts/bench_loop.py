@@ -6,7 +6,9 @@
     `edge run --source CLIP [--save out.mp4]` runs), without and with saving, interleaved (the
     order flips every round). Each round prints FPS, edge / hand-written, the load average and
     what the loop chose (overlap, ONNX Runtime threads); a table of every round's ratio ends the
-    run. Rounds of one case differ on a shared machine: compare within a round.
+    run. Rounds of one case differ on a shared machine: compare within a round. --hand-nospin
+    adds the hand-written loop with ONNX Runtime's spinning off (the one ORT option `edge run`
+    changes), to tell what edge's loop itself adds.
 (b) A live-like source paced at 30 FPS: end-to-end latency against inference time, and whether
     latency grows over the run (--live-frames 0 skips it).
 
@@ -51,11 +53,17 @@ def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720)) -> 
     return path
 
 
-def hand_written_loop(model: Path, video: Path, save: Path | None, device: str = "cpu") -> dict:
-    """The loop people write: one thread, one frame at a time, ONNX Runtime's default options."""
+def hand_written_loop(
+    model: Path, video: Path, save: Path | None, device: str = "cpu", spinning: bool = True
+) -> dict:
+    """The loop people write: one thread, one frame at a time, ONNX Runtime's default options
+    (`spinning=False`: the one change edge makes to them, for a reference)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model), providers=ORT_PROVIDERS[device])
+    so = ort.SessionOptions()
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(model), so, providers=ORT_PROVIDERS[device])
     inp = session.get_inputs()[0]
     if not all(isinstance(d, int) for d in inp.shape):
         raise ValueError(f"--model {model}: the hand-written loop needs a fixed input shape")
@@ -142,20 +150,30 @@ def rounds(args: argparse.Namespace, model: Path, video: Path) -> list[dict]:
         row: dict = {"round": r + 1, "load": round(os.getloadavg()[0], 1)}
         for save in (False, True):
             kind = "save" if save else "nosave"
-            order = ("hand", "edge") if r % 2 == 0 else ("edge", "hand")
-            for who in order:
+            order = ["hand", "edge"] + (["hand_nospin"] if args.hand_nospin else [])
+            for who in order if r % 2 == 0 else order[::-1]:
                 target = args.work / f"{who}.mp4" if save else None
-                run = (hand_written_loop if who == "hand" else edge_loop)(
-                    model, video, target, args.device
-                )
+                if who == "edge":
+                    run = edge_loop(model, video, target, args.device)
+                else:
+                    run = hand_written_loop(model, video, target, args.device, who == "hand")
                 row[f"{who}_{kind}"] = run
             row[f"ratio_{kind}"] = round(row[f"edge_{kind}"]["fps"] / row[f"hand_{kind}"]["fps"], 3)
+            if args.hand_nospin:
+                fps = row[f"hand_nospin_{kind}"]["fps"]
+                row[f"ratio_nospin_{kind}"] = round(row[f"edge_{kind}"]["fps"] / fps, 3)
         out.append(row)
         print(
             f"{model.name} round {r + 1} (load {row['load']}): "
             + "; ".join(
                 f"{kind}: edge {row[f'edge_{kind}']['fps']:.1f} FPS [{row[f'edge_{kind}']['short']}]"
                 f" vs hand-written {row[f'hand_{kind}']['fps']:.1f} FPS = {row[f'ratio_{kind}']:.2f}x"
+                + (
+                    f" (without spinning {row[f'hand_nospin_{kind}']['fps']:.1f} FPS ="
+                    f" {row[f'ratio_nospin_{kind}']:.2f}x)"
+                    if args.hand_nospin
+                    else ""
+                )
                 for kind in ("nosave", "save")
             ),
             file=sys.stderr,
@@ -220,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=300, help="frames of the synthetic clip")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per model")
     p.add_argument("--device", choices=sorted(ORT_PROVIDERS), default="cpu")
+    p.add_argument(
+        "--hand-nospin",
+        action="store_true",
+        help="also run the hand-written loop with ONNX Runtime's spinning off (a reference)",
+    )
     p.add_argument(
         "--live-frames", type=int, default=600, help="frames of the paced 30 FPS source (0: skip)"
     )

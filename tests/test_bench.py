@@ -65,7 +65,8 @@ def test_bench_loop_script_runs_on_tiny_inputs(tmp_path):
     out = tmp_path / "loop.json"
     r = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_loop.py"), "--model", str(m), "--frames", "30",
-         "--rounds", "2", "--live-frames", "10", "--json", str(out), "--work", str(tmp_path / "work")],
+         "--rounds", "2", "--hand-nospin", "--live-frames", "10", "--json", str(out),
+         "--work", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -78,6 +79,8 @@ def test_bench_loop_script_runs_on_tiny_inputs(tmp_path):
             assert hand["frames"] == edge["frames"] == 30
             assert row[f"ratio_{kind}"] == round(edge["fps"] / hand["fps"], 3)
             assert "ONNX Runtime thread" in edge["plan"]
+            nospin = row[f"hand_nospin_{kind}"]
+            assert row[f"ratio_nospin_{kind}"] == round(edge["fps"] / nospin["fps"], 3)
         assert (tmp_path / "work" / "hand.mp4").is_file() and (
             tmp_path / "work" / "edge.mp4"
         ).is_file()
