@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from onnx_models import fixed_detector
@@ -17,7 +18,14 @@ from edge.sources import SourceOptions, open_source
 
 
 def probe(
-    read=4.0, infer=8.0, finish=1.0, infer_cpu=None, threads=2, extra=0.3, other_cpu=None, ran=1.0
+    read=4.0,
+    infer=8.0,
+    finish=1.0,
+    infer_cpu=None,
+    threads=2,
+    extra=0.3,
+    other_cpu=None,
+    spare=None,
 ):
     """A serial probe: the frame is its stages plus `extra` book-keeping; CPU time as a quiet
     machine gives it by default (inference 1.6 cores busy, everything else one)."""
@@ -31,7 +39,7 @@ def probe(
         infer_cpu=infer_cpu,
         cpu=infer_cpu + other_cpu,
         threads=threads,
-        ran=ran,
+        spare=spare,
     )
 
 
@@ -133,16 +141,31 @@ def test_one_core_ties_go_to_serial():
     assert not plan.overlap
 
 
-def test_a_process_starved_of_cpu_stays_serial():
-    # Other processes hold the cores: the probe's threads ran 20% of the time they were ready.
-    # The same frame on a quiet machine would overlap (13 ms hidden behind 60 ms).
-    quiet = probe(read=10.0, infer=60.0, finish=3.0, infer_cpu=20.0, other_cpu=10.0)
+def test_a_machine_others_keep_busy_stays_serial():
+    # The same frame on a quiet machine overlaps: 13 ms hidden behind 60 ms of inference.
+    quiet = probe(read=10.0, infer=60.0, finish=3.0, infer_cpu=20.0, other_cpu=10.0, spare=1.5)
     assert plan_for([quiet]).overlap
-    starved = probe(read=10.0, infer=60.0, finish=3.0, infer_cpu=20.0, other_cpu=10.0, ran=0.2)
-    # 30 ms of CPU over the 0.4 of the two cores it gets: 75 ms, against 73.3 ms serial.
-    plan = plan_for([starved])
+    # Other processes used every core the probe did not: 30 ms of CPU per 73.3 ms frame is all
+    # the frame can get, overlapped or not, and serial is the least work.
+    busy = probe(read=10.0, infer=60.0, finish=3.0, infer_cpu=20.0, other_cpu=10.0, spare=0.0)
+    plan = plan_for([busy])
     assert not plan.overlap
-    assert plan.predicted["overlapped"] == pytest.approx(75.0)
+    assert plan.predicted["overlapped"] == pytest.approx(busy.frame)
+    # Half a core nobody used: the frame's 30 ms of CPU over 0.41 + 0.5 cores, 33 ms, hides
+    # under the 60 ms of inference again.
+    half = probe(read=10.0, infer=60.0, finish=3.0, infer_cpu=20.0, other_cpu=10.0, spare=0.5)
+    assert plan_for([half]).overlap
+
+
+def test_waiting_that_is_not_cpu_is_hidden_even_on_a_busy_machine():
+    # A sink that waits 10 ms per frame (a network, a device) on a machine with no spare core:
+    # the frame wanted a core for only 1.5 of its 11.5 ms, so its 2 ms of CPU fit beside the wait.
+    p = Probe(frame=11.5, read=1.0, infer=0.2, finish=10.0, infer_cpu=0.2, cpu=2.0, threads=2,
+              spare=0.0, busy=1.5)  # fmt: skip
+    plan = plan_for([p])
+    assert plan.overlap and plan.frame_ms == pytest.approx(10.0)
+    # Taken as busy the whole frame, it would stay serial: the CPU then bounds at the frame.
+    assert not plan_for([replace(p, busy=None)]).overlap
 
 
 def test_bad_numbers_are_refused():
@@ -152,8 +175,8 @@ def test_bad_numbers_are_refused():
         plan_for([probe()], cores=0)
     with pytest.raises(ValueError, match="probe"):
         plan_for([])
-    with pytest.raises(ValueError, match="ran"):
-        probe(ran=0.0)
+    with pytest.raises(ValueError, match="spare"):
+        probe(spare=-1.0)
 
 
 class Threads(Sink):

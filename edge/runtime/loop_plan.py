@@ -4,17 +4,18 @@ intra-op threads, chosen from the measured stage times of its first frames.
 The loop runs its first frames serially (the probe) and measures per frame: the wall time of
 reading + pre-processing, of inference and of finishing (post-processing, drawing, sinks), the
 whole frame (book-keeping included), the CPU time of the process in inference and in all, and
-of the time its threads were ready to run, the share they got a core (Linux's schedstat: 1 on a
-quiet machine, less where other processes hold the cores). `choose` predicts the time per frame
-of each way to run and takes the fastest:
+how much of the cores nobody used meanwhile (Linux's /proc/stat: what is left on a quiet machine,
+nothing where other processes keep the cores busy). `choose` predicts the time per frame of each
+way to run and takes the fastest:
 
 - serial (one thread): what the probe measured.
 - overlapped: a reader thread (read + pre-process) and a finishing thread beside inference. A
   frame then takes as long as the busiest of them, and no less than the CPU time it needs spread
-  over the cores it can get: max(inference, read, finish, cpu / (cores x share)). On a GPU
-  inference leaves the cores to the other threads (its CPU time is small); on a CPU whose cores
-  ONNX Runtime's threads fill, the reader and finisher take their CPU time from inference, which
-  the last term counts; on a machine others keep busy it is the share that bounds.
+  over the cores it can get, those it used while it wanted them plus those nobody used:
+  max(inference, read, finish, cpu / (cpu / busy + spare)). On a GPU inference leaves the cores to the other threads (its
+  CPU time is small); on a CPU whose cores ONNX Runtime's threads fill, the reader and finisher
+  take their CPU time from inference, which the last term counts; where other processes keep
+  every core busy, more threads get no more CPU, and serial (the least work) wins.
 - overlapped with one intra-op thread fewer (CPU only, when the thread count was not given).
   Sharing the cores costs nothing in this model, but more threads spend more CPU time keeping
   in step, and how much cannot be predicted. So where the frame is CPU-bound, the threads use
@@ -28,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,9 +53,9 @@ class Probe:
     case: its reading is in `inline`, with the inference thread),
     `finish` post-processing + drawing + sinks; `infer` inference's wall time with `threads`
     intra-op threads and `infer_cpu` the process's CPU time during it (all threads); `cpu` the
-    process's CPU time for the whole frame. `ran`: of the time the process's threads were ready
-    to run, the share they ran (the rest they waited for a core that others held): 1 on a quiet
-    machine.
+    process's CPU time for the whole frame. `spare`: cores nobody used during the probe (None:
+    not known, taken as all those the process did not use). `busy`: the part of the frame some
+    thread of the process wanted a core (not asleep in a sink, on a disk or a device); None: all.
     """
 
     frame: float
@@ -64,7 +65,8 @@ class Probe:
     infer_cpu: float
     cpu: float
     threads: int
-    ran: float = 1.0
+    spare: float | None = None
+    busy: float | None = None
     inline: float = 0.0
 
     def __post_init__(self) -> None:
@@ -73,21 +75,25 @@ class Probe:
         times = (self.frame, self.read, self.infer, self.finish, self.infer_cpu, self.cpu)
         if min(*times, self.inline) < 0:
             raise ValueError(f"stage times must be >= 0, got {self}")
-        if not 0 < self.ran <= 1:
-            raise ValueError(f"ran must be in (0, 1], got {self.ran}")
+        if self.frame <= 0 or (self.spare is not None and self.spare < 0):
+            raise ValueError(f"frame must be > 0 and spare >= 0, got {self.frame}, {self.spare}")
 
     def describe(self) -> str:
         inline = f" + {self.inline:.1f} reading" if self.inline else ""
         return (
             f"frame {self.frame:.1f} ms: read {self.read:.1f}, inference {self.infer:.1f}{inline}"
             f" ({self.threads} thread(s), CPU {self.infer_cpu:.1f}), finish {self.finish:.1f};"
-            f" CPU {self.cpu:.1f}; its threads ran {self.ran:.0%} of the time they were ready"
+            f" CPU {self.cpu:.1f}; spare cores "
+            + ("unknown" if self.spare is None else f"{self.spare:.2f}")
         )
 
     def capacity(self, cores: int) -> float:
-        """The cores a frame's CPU time can spread over: all of them on a quiet machine, as
-        many as the share of them the probe got where other processes hold the cores."""
-        return max(cores, 1) * self.ran
+        """The cores a frame's CPU time can spread over: those the probe used and those nobody
+        used (all of them on a quiet machine; what it got where others keep the cores busy)."""
+        used = self.cpu / min(self.busy or self.frame, self.frame)
+        if self.spare is None:
+            return float(max(cores, 1))
+        return max(min(float(cores), used + self.spare), 1e-3)
 
     def overlapped_ms(self, cores: int) -> float:
         """A frame's time with a reader and a finishing thread beside inference."""
@@ -189,7 +195,7 @@ class Tuner:
 
     def begin(self, frames_done: int, infer_cpu_ns: int) -> None:
         now = (time.perf_counter_ns(), time.process_time_ns())
-        self._start = (*now, frames_done, infer_cpu_ns, *thread_times())
+        self._start = (*now, frames_done, infer_cpu_ns, idle_ticks(), runnable_ns())
 
     def frame(self, collector: Collector, infer_cpu_ns: int, live: bool) -> ModelSession | None:
         if self.plan is not None:
@@ -197,13 +203,19 @@ class Tuner:
         if self._start is None:
             self.begin(collector.frames, infer_cpu_ns)
             return None
-        wall0, cpu0, done0, inf0, ran0, waited0 = self._start
+        wall0, cpu0, done0, inf0, idle0, runnable0 = self._start
         n = collector.frames - done0
         if n < PROBE_FRAMES:
             return None
-        ran, waited = (a - b for a, b in zip(thread_times(), (ran0, waited0), strict=True))
-        share = ran / (ran + waited) if ran > 0 else 1.0
-        probe = self._measure(collector, n, wall0, cpu0, infer_cpu_ns - inf0, live, share)
+        idle = idle_ticks()
+        wall_s = (time.perf_counter_ns() - wall0) / 1e9
+        spare = None if idle < 0 or idle0 < 0 else (idle - idle0) / TICKS / wall_s
+        # This thread wanted a core outside inference, and during it ORT's threads did: busy.
+        runnable = runnable_ns()
+        busy = None if min(runnable, runnable0) < 0 else (runnable - runnable0) / 1e6 / n
+        probe = self._measure(collector, n, wall0, cpu0, infer_cpu_ns - inf0, live, spare)
+        if busy is not None:
+            probe = replace(probe, busy=min(busy + probe.infer, probe.frame))
         self.probes.append(probe)
         left = None if self.frames_left is None else self.frames_left - collector.frames
         plan = choose(
@@ -242,7 +254,7 @@ class Tuner:
         cpu0: int,
         infer_cpu_ns: int,
         live: bool,
-        ran: float,
+        spare: float | None,
     ) -> Probe:
         def mean(stage: str) -> float:
             return float(np.mean(c.column(f"{stage}_ms")[-n:]))
@@ -257,23 +269,34 @@ class Tuner:
             infer_cpu=infer_cpu_ns / 1e6 / n,
             cpu=(time.process_time_ns() - cpu0) / 1e6 / n,
             threads=self.session.intra_threads,
-            ran=min(max(ran, 1e-3), 1.0),
+            spare=None if spare is None else max(spare, 0.0),
         )
 
 
-def thread_times() -> tuple[int, int]:
-    """(ns run on a CPU, ns waited for one) summed over this process's threads, from Linux's
-    schedstat; (0, 0) where the system does not keep it."""
-    ran = waited = 0
+def runnable_ns() -> int:
+    """How long the calling thread has run or waited to run on a CPU (Linux's schedstat), in
+    ns; -1 where the system does not say."""
     try:
-        tasks = os.listdir("/proc/self/task")
+        with open("/proc/thread-self/schedstat") as f:
+            ran, waited = f.read().split()[:2]
+        return int(ran) + int(waited)
+    except (OSError, ValueError):
+        return -1
+
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def idle_ticks() -> int:
+    """Idle time so far of the CPUs this process may run on, in clock ticks, from Linux's
+    /proc/stat; -1 where the system does not say."""
+    cpus = (
+        {f"cpu{c}" for c in os.sched_getaffinity(0)} if hasattr(os, "sched_getaffinity") else set()
+    )
+    try:
+        with open("/proc/stat") as f:
+            lines = [line.split() for line in f if line.startswith("cpu")]
     except OSError:
-        return 0, 0
-    for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                fields = f.read().split()
-            ran, waited = ran + int(fields[0]), waited + int(fields[1])
-        except (OSError, ValueError, IndexError):  # a thread that ended meanwhile
-            continue
-    return ran, waited
+        return -1
+    idle = [int(v[4]) + int(v[5]) for v in lines if v[0] in cpus and len(v) > 5]
+    return sum(idle) if idle else -1
