@@ -214,19 +214,21 @@ def test_a_slow_sink_is_overlapped_after_the_serial_probe(tiny_model):
     assert set(sink.names[serial + 2 :]) == {"finish"}
 
 
-def test_a_model_that_fills_the_only_core_runs_serially(tmp_path, monkeypatch):
-    # Two intra-op threads of heavy inference but one core for the process: the frame's CPU
-    # time exceeds its wall time, so threads could only queue up behind each other.
-    import edge.runtime.loop
+def test_with_no_core_spare_the_loop_stays_serial(tmp_path, monkeypatch):
+    # The machine's idle time does not move during the probe (others use every spare cycle):
+    # overlapped, the frame's CPU time can only spread over what the probe itself used, which
+    # is the serial frame, and a tie goes to serial.
+    import edge.runtime.loop_plan as loop_plan
 
-    monkeypatch.setattr(edge.runtime.loop, "usable_cores", lambda: 1)
-    model = fixed_detector(tmp_path / "slow.onnx", slow=6)
+    monkeypatch.setattr(loop_plan, "idle_ticks", lambda: 0)
+    monkeypatch.setattr(loop_plan, "runnable_ns", lambda: -1)  # busy the whole frame
     sink = Threads()
     with synthetic() as src:
-        session = ModelSession(model, SessionOptions(threads=2, spinning=False))
+        session = ModelSession(fixed_detector(tmp_path / "m.onnx", slow=2))
         loop = Loop(session, src, [sink], LoopOptions(max_frames=PROBE_FRAMES + 6))
         loop.run()
     assert loop.plan is not None and not loop.plan.overlap and not loop.overlap
+    assert loop.tuner.probes[0].spare == 0.0
     assert set(sink.names) == {threading.current_thread().name}
 
 
