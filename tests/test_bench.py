@@ -64,21 +64,41 @@ def test_bench_loop_script_runs_on_tiny_inputs(tmp_path):
     m = fixed_detector(tmp_path / "m.onnx", imgsz=(64, 64))
     out = tmp_path / "loop.json"
     r = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench_loop.py"), "--model", str(m), "--frames", "12",
-         "--live-frames", "10", "--json", str(out), "--work", str(tmp_path / "work")],
+        [sys.executable, str(REPO / "scripts" / "bench_loop.py"), "--model", str(m), "--frames", "30",
+         "--rounds", "2", "--hand-nospin", "--live-frames", "10", "--json", str(out),
+         "--work", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
-    runs = data["runs"]
-    for kind in ("nosave", "save"):
-        assert runs[f"naive_{kind}"]["frames"] == 12
-        for mode in ("auto", "overlap", "serial"):
-            assert runs[f"{mode}_{kind}"]["frames"] == 12
-            assert runs[f"{mode}_{kind}"]["loop_efficiency"] > 0
-            ratio = data["ratios"][f"{mode}_vs_naive_{kind}"]
-            assert ratio == round(runs[f"{mode}_{kind}"]["fps"] / runs[f"naive_{kind}"]["fps"], 3)
+    rounds = data["models"]["m.onnx"]
+    assert [row["round"] for row in rounds] == [1, 2]
+    for row in rounds:
+        for kind in ("nosave", "save"):
+            hand, edge = row[f"hand_{kind}"], row[f"edge_{kind}"]
+            assert hand["frames"] == edge["frames"] == 30
+            assert row[f"ratio_{kind}"] == round(edge["fps"] / hand["fps"], 3)
+            assert "ONNX Runtime thread" in edge["plan"]
+            nospin = row[f"hand_nospin_{kind}"]
+            assert row[f"ratio_nospin_{kind}"] == round(edge["fps"] / nospin["fps"], 3)
+        assert (tmp_path / "work" / "hand.mp4").is_file() and (
+            tmp_path / "work" / "edge.mp4"
+        ).is_file()
+    # The table has every round's ratio, per model and case, and the verdict against the target.
+    lines = data["table"].splitlines()
+    assert lines[0].startswith("| model | case | round 1 | round 2 | worst | target |")
+    nosave = next(line for line in lines if "| no save |" in line)
+    assert f"{rounds[0]['ratio_nosave']:.2f}x" in nosave and ">= 1.0x" in nosave
+    assert data["table"] in r.stdout
     assert data["live"]["frames"] == 10
+
+
+def test_bench_loop_refuses_a_missing_model_in_one_line(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_loop.py"), "--model", str(tmp_path / "no.onnx")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no.onnx" in r.stderr
 
 
 def test_edge_bench_keras_model_beside_onnxruntime(tmp_path):

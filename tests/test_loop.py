@@ -364,36 +364,3 @@ def test_one_source_is_n_equals_one(tiny_model, overlap):
     assert result.only.score is not None and result.only.identity is not None
     assert dict(result.batch_sizes) == {1: 5}
     assert src.stats.delivered == 5  # the loop read what it ran, and left the source as it was
-
-
-class Threads(Sink):
-    """Which thread wrote each frame; optionally slow, like a video encoder."""
-
-    needs_image = False
-
-    def __init__(self, sleep_s: float = 0.0) -> None:
-        self.names: list[str] = []
-        self.sleep_s = sleep_s
-
-    def write(self, frame, detections, annotated) -> bool:
-        self.names.append(threading.current_thread().name)
-        time.sleep(self.sleep_s)
-        return True
-
-
-@pytest.mark.parametrize(("share", "sleep_s", "threaded"), [(1e9, 0.0, False), (0.5, 0.01, True)])
-def test_automatic_overlap_follows_the_measured_work(
-    tiny_model, monkeypatch, share, sleep_s, threaded
-):
-    import edge.runtime.loop
-
-    monkeypatch.setattr(edge.runtime.loop, "CONTENDED_SHARE", share)
-    monkeypatch.setattr(edge.runtime.loop.os, "sched_getaffinity", lambda _: {0}, raising=False)
-    sink = Threads(sleep_s)
-    with synthetic(0) as src:
-        loop = Loop(ModelSession(tiny_model), src, [sink], LoopOptions(max_frames=40))
-        loop.run()
-    probe = edge.runtime.loop.PROBE_FRAMES
-    assert set(sink.names[:probe]) == {threading.current_thread().name}  # the probe: serial
-    assert loop.overlap is threaded
-    assert set(sink.names[probe + 2 :]) == ({"finish"} if threaded else {"MainThread"})

@@ -197,7 +197,8 @@ def _session(model: str | Path | None, device: str, threads: int) -> ModelSessio
     path = model or bundled_model()
     if path is None:
         raise ModelError("no model given and no bundled model in models/default.onnx")
-    return ModelSession(path, SessionOptions(device=device, threads=threads))
+    # No spinning: ORT's idle threads would keep a core from the loop's reader and finisher.
+    return ModelSession(path, SessionOptions(device=device, threads=threads, spinning=False))
 
 
 def _files(

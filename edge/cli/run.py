@@ -260,6 +260,7 @@ def main(args: argparse.Namespace) -> int:
             trt_cache=args.trt_cache,
             trt_fp16=not args.no_trt_fp16,
             threads=args.threads,
+            spinning=False,  # the loop's reader and finishing threads need the cores
         ),
     )
     names = session.contract.names
@@ -313,6 +314,7 @@ def main(args: argparse.Namespace) -> int:
             print(_describe_start(loop, warm, show))
         result = loop.run()
     header = _summary_header(args, session, result)
+    header["loop"] = loop.describe_plan()
     if post.nonfinite.rows:
         header["dropped"] = (
             f"{post.nonfinite.rows} output rows with NaN or infinite values "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -27,6 +26,8 @@ import numpy as np
 from edge.runtime.accuracy import LiveScore
 from edge.runtime.annotate import draw
 from edge.runtime.feed import InlineFeed, Prepared, StreamReader, ThreadedFeed
+from edge.runtime.loop_plan import PROBE_FRAMES, Plan, Tuner
+from edge.runtime.machine import usable_cores
 from edge.runtime.observe import FrameResult, Observer, Processor
 from edge.runtime.postprocess import PostprocessOptions, postprocess
 from edge.runtime.preprocess import prepare
@@ -46,11 +47,6 @@ from edge.sources import Source
 log = logging.getLogger(__name__)
 
 _END = object()  # queue sentinel
-# With `overlap` None the first frames run serially, timed, to decide whether threads pay.
-PROBE_FRAMES = 24
-# On a machine whose cores ONNX Runtime already fills, a reader or finishing thread takes cores
-# from inference: overlap pays only when the work it hides is at least this share of inference.
-CONTENDED_SHARE = 0.5
 
 __all__ = ["Loop", "LoopOptions", "LoopResult", "StreamState", "batch_capacity", "stream_ids"]
 
@@ -160,6 +156,9 @@ class Loop:
             for sid, src in zip(self.ids, sources, strict=True)
         }
         self.overlap = bool(o.overlap)  # what the run uses; an automatic choice updates it
+        self.tuner: Tuner | None = None  # times the first frames when the loop chooses itself
+        self.plan: Plan | None = None  # what it chose (edge/runtime/loop_plan.py)
+        self._probing, self._infer_cpu_ns = False, 0
         self._halt = threading.Event()  # tells waiting readers the run is over
         self._runner: int | None = None  # the thread running the loop
         self._untimed = [ob for ob in self.observers if not ob.needs_timing]
@@ -171,6 +170,17 @@ class Loop:
         self._t0: int | None = None
         self._started_ns = time.perf_counter_ns()
         self._deadline: int | None = None
+
+    def _frames_left(self) -> int | None:
+        """The frames this run will take, where known: a file's frame count, --max-frames."""
+        known = [n for n in (getattr(self.sources[0], "total", None), self.options.max_frames) if n]
+        return min(known) if known else None
+
+    def describe_plan(self) -> str:
+        """How the run went: threads beside inference or not, ONNX Runtime's threads, chosen?"""
+        how = "reader and finishing threads beside inference" if self.overlap else "one thread"
+        chosen = f", chosen from {PROBE_FRAMES} timed frames" if self.plan else ""
+        return f"{how}, {self.session.intra_threads} ONNX Runtime thread(s){chosen}"
 
     def warm_up(self) -> None:
         """Run a full batch of zeros once, so the first timed batch pays no shape set-up."""
@@ -207,37 +217,18 @@ class Loop:
         would only be older)."""
         return self.overlap and (len(self.sources) > 1 or not self.sources[0].live)
 
-    def _choose_overlap(self) -> bool:
-        """After the probe frames (run serially): do threads pay on this machine for this work?"""
-        c = self._collector
-        inference = c.stats("inference_ms").p50
-        finishing = sum(c.stats(f"{s}_ms").p50 for s in ("postprocess", "render", "sink"))
-        reading = 0.0 if all(s.live for s in self.sources) else c.stats("wait_ms").p50
-        hidden = finishing + reading + c.stats("preprocess_ms").p50
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        ort = self.session.options.threads or cores or 1
-        contended = self.session.device.startswith("cpu") and (cores or 1) <= ort
-        share = CONTENDED_SHARE if contended else 0.05
-        choice = hidden >= share * inference
-        log.debug(
-            "overlap %s: %.1f ms could be hidden behind %.1f ms inference on %s cores (ORT %s)",
-            "on" if choice else "off",
-            hidden,
-            inference,
-            cores,
-            ort,
-        )
-        return choice
-
     # --- inference: the calling thread ----------------------------------------------------------
 
     def _infer(self, items: list[Prepared]) -> list[_Inferred]:
         if not self.batched:
             done = []
             for item in items:
+                cpu = time.process_time_ns() if self._probing else 0
                 start = time.perf_counter_ns()
                 outputs = self.session.run(item.tensor)
                 done.append(_Inferred(item, outputs, start, time.perf_counter_ns()))
+                if self._probing:  # the CPU time of all of ORT's threads, for the plan
+                    self._infer_cpu_ns += time.process_time_ns() - cpu
             self._batches[1] += len(items)
             return done
         batch = np.concatenate([item.tensor for item in items], axis=0)
@@ -346,10 +337,11 @@ class Loop:
     def run(self) -> LoopResult:
         """Run until the sources end, a limit is reached, `stop` is set or an observer says stop.
 
-        With `options.overlap` None and one source the first PROBE_FRAMES frames run serially;
-        their stage times then decide (`_choose_overlap`) whether reader and finishing threads
-        join for the rest of the run: on a machine whose cores ONNX Runtime fills, threads that
-        hide little only slow inference down.
+        With `options.overlap` None and one source the first frames run serially, timed; their
+        stage times then decide (edge/runtime/loop_plan.py) whether reader and finishing threads
+        join for the rest of the run and with how many ONNX Runtime threads: on a CPU they take
+        their cores from inference, so they must hide more than they cost. `self.session` may
+        then be a new session with fewer threads (the one given is left as it was).
         """
         o = self.options
         self._runner = threading.get_ident()
@@ -358,7 +350,10 @@ class Loop:
         self._collector = Collector()
         # Several streams always get reader threads: one stream's wait must not hold up the others.
         auto = o.overlap is None and len(self.sources) == 1
-        probe = PROBE_FRAMES if auto else 0
+        tuner = (
+            Tuner(self.session, self.imgsz, self._frames_left(), usable_cores()) if auto else None
+        )
+        self.tuner, self.plan, self._probing, self._infer_cpu_ns = tuner, None, auto, 0
         self.overlap = bool(o.overlap) or (o.overlap is None and not auto)
         readers = self._readers()
         feed: InlineFeed | ThreadedFeed = InlineFeed(readers)
@@ -390,10 +385,15 @@ class Loop:
                             self._put(finish_q, done, workers)
                         elif not self._finish(done):
                             self._observer_stop.set()
-                    probe -= len(taken)
-                    if probe <= 0 < probe + len(taken) and self._choose_overlap():
-                        self.overlap = True
-                        go_parallel()
+                    if tuner is not None and self.plan is None:
+                        live = all(s.live for s in self.sources)
+                        session = tuner.frame(self._collector, self._infer_cpu_ns, live)
+                        self.session = session or self.session
+                        self.plan = tuner.plan
+                        self._probing = self.plan is None
+                        if self.plan is not None and self.plan.overlap:
+                            self.overlap = True
+                            go_parallel()
                 if self._observer_stop.is_set():
                     stopped_by = "sink"
                 elif self.stop.is_set():

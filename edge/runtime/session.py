@@ -11,7 +11,7 @@ import io
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from edge.errors import ModelError
 from edge.runtime.contract import ModelContract, from_metadata
 from edge.runtime.gate import check_model
+from edge.runtime.machine import physical_cores
 from edge.runtime.providers import (  # noqa: F401  (CPU, CUDA, TRT, PROVIDERS: kept importable from here)
     CPU,
     CUDA,
@@ -67,7 +68,10 @@ class SessionOptions:
     the device that runs the model (auto: on GPU providers; on: everywhere, the CPU included).
     `cuda_graph`: capture the model once as a CUDA graph and replay it (fixed-shape models on CUDA;
     implies binding). `pinned`: with binding on CUDA, the input in page-locked host memory where
-    ORT offers it. TensorRT engine cache and fp16; threads; warm-up runs.
+    ORT offers it. TensorRT engine cache and fp16; threads; warm-up runs. `spinning`: whether
+    ORT's idle intra-op threads spin waiting for work (None: its default, on); `edge run` and
+    `edge.stream` run without, since a spinning thread keeps a core from the loop's other
+    threads (decoding, encoding) and from other processes.
     """
 
     device: str = "auto"
@@ -79,6 +83,7 @@ class SessionOptions:
     bind: str = "auto"
     cuda_graph: bool = False
     pinned: bool = True
+    spinning: bool | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -211,6 +216,10 @@ class ModelSession:
         so.log_severity_level = 3  # ORT's provider-load warnings are reported by us, in one line
         if self.options.threads:
             so.intra_op_num_threads = self.options.threads
+        if self.options.spinning is not None:
+            so.add_session_config_entry(
+                "session.intra_op.allow_spinning", "1" if self.options.spinning else "0"
+            )
         available = ort.get_available_providers()
         wanted = _provider_list(self.options, available)
         names = [p if isinstance(p, str) else p[0] for p in wanted]
@@ -322,6 +331,15 @@ class ModelSession:
         for _ in range(n):
             self.run(x)
         return time.perf_counter() - started
+
+    @property
+    def intra_threads(self) -> int:
+        """ONNX Runtime's intra-op threads: as asked, else its default (one per physical core)."""
+        return self.options.threads or physical_cores()
+
+    def variant(self, **changes: Any) -> ModelSession:
+        """The same model in a new session with some options changed (e.g. `threads`)."""
+        return ModelSession(self.path, replace(self.options, **changes))
 
     def describe(self) -> str:
         return f"{self.path.name} on {self.device} ({', '.join(self.providers)})"

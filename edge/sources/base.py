@@ -81,6 +81,7 @@ class Source:
     name: str = "source"
     live: bool = False
     fps: float | None = None
+    total: int | None = None  # the frames a file announces, where known
 
     def __init__(self) -> None:
         self.stats = SourceStats()

@@ -135,6 +135,7 @@ def video_file(path: Path, options: SourceOptions) -> Source:
     else:
         src = SequentialSource(f"video {path.name}", read, fps, close=cap.release)
     src.fps = fps
+    src.total = total or None
     return src
 
 
