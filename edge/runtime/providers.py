@@ -142,6 +142,7 @@ def diagnose(provider: str, native_text: str, available: list[str]) -> str:
     found += re.findall(
         r"LoadLibrary failed with error \d+ \S+ when trying to load \S*?" + lib, native_text
     )
+    logged = bool(found)
     found += provider_missing(provider)  # what its library needs, as ldd resolves it
     if provider in NVIDIA:  # the driver has its own part below
         found = [name for name in found if not name.startswith("libcuda.so")]
@@ -153,7 +154,7 @@ def diagnose(provider: str, native_text: str, available: list[str]) -> str:
         parts.append(f"this build needs {need.group(1).rstrip('.')}")
     if provider in NVIDIA:
         parts.append(cuda_driver())
-    if not missing and not need:
+    if not logged and not need:  # ORT's own words, when its log names no missing library
         errors = [
             ln for ln in native_text.splitlines() if "[E:" in ln or "[W:" in ln or "rror" in ln
         ]
