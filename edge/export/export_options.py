@@ -32,7 +32,8 @@ class Tolerance:
     threshold and NMS, Keras' and the file's, paired one to one (same class, IoU >= 0.5). At least
     `agree` of them must pair up (one unpaired detection is always allowed: a box scoring at the
     threshold, or two that NMS separates by a hair), and over the pairs the `kept_statistic` of
-    the box and score differences must stay within `boxes` and `scores`.
+    the box and score differences must stay within `boxes` and `kept_scores` (`scores` when
+    None).
     """
 
     boxes: float
@@ -40,6 +41,11 @@ class Tolerance:
     statistic: str = "max"
     agree: float | None = None
     kept_statistic: str = "max"
+    kept_scores: float | None = None
+
+    @property
+    def paired_scores(self) -> float:
+        return self.scores if self.kept_scores is None else self.kept_scores
 
     def __post_init__(self) -> None:
         for name in ("statistic", "kept_statistic"):
@@ -57,11 +63,19 @@ class Tolerance:
 # 1e-5) can move by pixels, so both are judged on the detections a user sees, with a mean bound on
 # the rows as well, which catches a broken conversion (garbage, a wrong calibration) even where a
 # model detects nothing. int8 pairs are judged on the mean: a box near a quantisation step may
-# jump while the others hold; with a dataset, the mAP of each file is printed beside Keras'.
+# jump while the others hold, and on an untrained net the few detections' scores move by ~0.1;
+# with a dataset, the mAP of each file is printed beside Keras'.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(boxes=1e-4, scores=1e-4),
     "fp16": Tolerance(boxes=1e-2, scores=5e-2, statistic="mean", agree=0.98),
-    "int8": Tolerance(boxes=2e-2, scores=5e-2, statistic="mean", agree=0.95, kept_statistic="mean"),
+    "int8": Tolerance(
+        boxes=2e-2,
+        scores=5e-2,
+        statistic="mean",
+        agree=0.95,
+        kept_statistic="mean",
+        kept_scores=0.15,
+    ),
 }
 
 

@@ -74,11 +74,13 @@ def _join(cells: tuple[str, ...], widths: list[int]) -> str:
 
 def _row(v: VariantReport, imgsz: tuple[int, int]) -> tuple[str, ...]:
     k, t = (v.parity.kept if v.parity else None), v.tolerance
-    limit = f"{t.box_pixels(imgsz):.2g} / {t.scores:g}"
     if t.agree is None:
-        limit = f"rows {t.statistic} {limit}"
+        limit = f"rows {t.statistic} {t.box_pixels(imgsz):.2g} / {t.scores:g}"
     else:
-        limit = f"{t.kept_statistic} {limit}, >= {t.agree:.0%} paired"
+        limit = (
+            f"{t.kept_statistic} {t.box_pixels(imgsz):.2g} / {t.paired_scores:g}, "
+            f">= {t.agree:.0%} paired"
+        )
     return (
         v.precision,
         v.path.name,

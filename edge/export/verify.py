@@ -91,10 +91,10 @@ class Parity:
                 f"found by only one of Keras and ONNX (at most {1 - t.agree:.0%} may be)"
             )
         box, score = _pick(t.kept_statistic, (k.max_box, k.mean_box, k.max_score, k.mean_score))
-        if not box <= limit or not score <= t.scores:
+        if not box <= limit or not score <= t.paired_scores:
             out.append(
                 f"{t.kept_statistic} |Δbox| {box:.3g} px (limit {limit:.3g}), "
-                f"{t.kept_statistic} |Δscore| {score:.3g} (limit {t.scores:g}) over the "
+                f"{t.kept_statistic} |Δscore| {score:.3g} (limit {t.paired_scores:g}) over the "
                 f"{k.paired} detections both find"
             )
         return out
