@@ -21,7 +21,7 @@ def _soak(*args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         env=ENV,
-        timeout=300,
+        timeout=1200,  # a hang guard: 3,000 frames take ~30 s alone, minutes on a loaded machine
     )
 
 
