@@ -190,8 +190,8 @@ CASES = (
     ),
     _case(
         "outputs",
-        "eval plots into a missing folder",
-        "eval --model tiny.onnx --data yolo-ok --plots nodir/plots",
+        "eval plots under a file",
+        "eval --model tiny.onnx --data yolo-ok --plots notes.jsonl/plots",
     ),
     _case("outputs", "bench JSON over the model", f"bench {M} --json tiny.onnx"),
     _case("outputs", "bench plot into an existing folder", f"bench {M} --plot folder.png"),
@@ -217,7 +217,7 @@ CASES = (
     _case("outputs", "inspect report onto a FIFO", "data inspect yolo-ok --json fifo"),
     _case("outputs", "synthetic dataset into a file", "data synth --out notes.jsonl --images 2"),
     _case(
-        "outputs", "synthetic dataset into a missing folder", "data synth --out nodir/ds --images 2"
+        "outputs", "synthetic dataset under a file", "data synth --out notes.jsonl/ds --images 2"
     ),
     _case(
         "outputs",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -298,6 +299,10 @@ def prepare_models(folder: Path, quick: bool = False) -> None:
     """A heavier model of our family at 640 (fp32, fp16) and the bundled model with a dynamic
     batch, as ONNX, so the GPU machine needs no TensorFlow. Untrained weights: speed only."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from edge.cli.quiet import quiet_libraries
+
+    quiet_libraries(verbose=False)  # as `edge export` does: no TensorFlow start-up lines
+    logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)  # its optimiser tracebacks
     import keras
 
     import edge.model as em

@@ -17,7 +17,9 @@ Exit code 1 when RSS grew by more than `--max-rss-mb` (20), a descriptor count g
 p95 exceeds the first by more than `--max-drift` (10%) plus `--slack-ms` (0.5 ms). The absolute
 slack is there because this model's latencies are about a millisecond: 10% of that is tens of
 microseconds, the size of scheduler noise on a shared machine, not of a leak. Exit code 2 for
-bad arguments.
+bad arguments. `--no-latency-check` leaves the p95 drift out of the verdict (it is still measured
+and printed): tests/test_reliability_soak.py runs it so, since timing on a loaded machine is no
+test; .ci/run runs the script with the check.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def soak(args: argparse.Namespace, work: Path) -> Report:
             f"open descriptors grew: {probe.fds} -> {fds_end} during the run, "
             f"{fds_before} -> {fds_after} across it"
         )
-    if last > first * (1 + args.max_drift) + args.slack_ms:
+    if args.latency_check and last > first * (1 + args.max_drift) + args.slack_ms:
         failures.append(
             f"latency p95 drifted from {first:.3f} to {last:.3f} ms "
             f"(limit +{args.max_drift:.0%} + {args.slack_ms} ms)"
@@ -199,6 +201,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-rss-mb", type=float, default=20.0)
     p.add_argument("--max-drift", type=float, default=0.10, help="relative p95 drift allowed")
     p.add_argument("--slack-ms", type=float, default=0.5, help="absolute p95 drift allowed")
+    p.add_argument(
+        "--no-latency-check",
+        dest="latency_check",
+        action="store_false",
+        help="measure the p95 drift but do not fail on it (timing is for a quiet machine: the "
+        "test suite checks memory and descriptors only; CI runs the full check here)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     return p.parse_args(argv)
 

@@ -1,16 +1,14 @@
 """The public Python API: `import edge` is lazy, `edge.Detector`, `edge.Detections` (filtering, JSON,
-supervision), and the README's Python examples, run as written."""
+supervision). The README's Python examples run in tests/test_readme.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from onnx_models import fixed_detector
@@ -174,28 +172,3 @@ def test_supervision_round_trip_for_real():
         and got.track_id.tolist() == [-1]
     )
     assert Detections(np.zeros((1, 4)), [0.5], [0]).to_supervision().tracker_id is None
-
-
-def _readme_blocks() -> list[str]:
-    """The ```python blocks of the README's "Use it from Python" section."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Use it from Python\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
-
-
-BLOCKS = _readme_blocks()
-
-
-@pytest.mark.parametrize("upto", range(len(BLOCKS)), ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_python_examples_run(tmp_path, upto):
-    """Each ```python block of "Use it from Python" runs, after the blocks before it, in a fresh process
-    (in a folder whose photo.jpg is a frame of the synthetic scene)."""
-    image, _ = _scene_frame()
-    cv2.imwrite(str(tmp_path / "photo.jpg"), image)
-    script = tmp_path / "readme.py"
-    script.write_text("\n".join(BLOCKS[: upto + 1]))
-    r = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=ENV, cwd=tmp_path,
-        timeout=180,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]

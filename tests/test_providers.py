@@ -33,7 +33,13 @@ WINDOWS_LOG = (
 @pytest.mark.parametrize(
     ("provider", "text", "available", "expect"),
     [
-        (CUDA, ORT_CUDA_LOG, [CUDA, CPU], ["missing libcublasLt.so.13", "cuDNN 9.* and CUDA 13.*"]),
+        # "missing " and then every name: the log's and what ldd finds missing on this machine
+        (
+            CUDA,
+            ORT_CUDA_LOG,
+            [CUDA, CPU],
+            ["missing ", "libcublasLt.so.13", "cuDNN 9.* and CUDA 13.*"],
+        ),
         (TRT, "libnvinfer.so.10: cannot open shared object file", [TRT, CPU], ["libnvinfer.so.10"]),
         (CUDA, WINDOWS_LOG, [CUDA, CPU], ["onnxruntime_providers_cuda.dll"]),
         (OPENVINO, "", [CPU], ["not compiled into this onnxruntime build", "onnxruntime-openvino"]),

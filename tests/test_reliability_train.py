@@ -170,11 +170,12 @@ def test_sigint_stops_promptly_and_resume_finishes_the_run(
     out, epochs = tmp_path / "run", 8
     run = _start(out, env, yolo, epochs)
     run.wait_for(lambda: (out / STATE_FILE).is_file() and len(_rows(out)) >= 1, "first epoch")
+    done = len(_rows(out))
     run.process.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    code, log = run.finish(timeout=60)
-    assert time.monotonic() - sent < 20, "edge train took too long to stop"
+    code, log = run.finish(timeout=120)  # a hang guard; "promptly" is counted in epochs below
     assert code == 130, log[-3000:]
+    # It stopped in the epoch it was in: at most that one more row, not the rest of the run.
+    assert len(_rows(out)) <= done + 1 < epochs
     assert "Traceback" not in log
     assert log.strip().splitlines()[-1] == "edge train: interrupted"
     assert f"edge train --out {out} --resume" in log

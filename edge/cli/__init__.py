@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
 from edge import __version__
+from edge.cli.quiet import library_log_level, quiet_libraries
 from edge.errors import EdgeError
 
 # Sub-command modules, in the order `edge --help` lists them.
@@ -60,23 +60,6 @@ def show_ranges(parser: argparse.ArgumentParser) -> None:
                 show_ranges(child)
 
 
-def quiet_libraries(verbose: bool) -> None:
-    """Keep TensorFlow, absl, OpenCV/FFmpeg and Python warnings out of the terminal unless
-    --verbose: each reads its level when it loads, so this runs before any of them is imported."""
-    if verbose:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ INFO/WARNING/ERROR
-    os.environ.setdefault("GLOG_minloglevel", "3")  # absl/glog in native libraries
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
-    # FFmpeg inside OpenCV prints its own errors ("moov atom not found") around our one line;
-    # it reads this once, before its first use. -8 is AV_LOG_QUIET.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    logging.captureWarnings(True)  # Keras/TF UserWarnings become log records...
-    for name in ("py.warnings", "absl", "tensorflow", "h5py", "matplotlib"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # ...which only show with --verbose
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     quiet_libraries(verbose=bool({"-v", "--verbose"} & set(argv)))
@@ -91,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = [*argv[:lead], "run", *rest]
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=library_log_level(args.verbose),
         format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
     )
+    logging.getLogger("edge").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if args.command is None:
         parser.print_help()
         return 0

@@ -97,7 +97,7 @@ def run_synth(args: argparse.Namespace) -> int:
             seed=args.seed,
             imgsz=args.imgsz,
             val_fraction=args.val_fraction,
-            progress=True,
+            progress=sys.stderr.isatty(),  # a bar on a terminal only
         )
     print(f"wrote {yaml_path}")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -66,12 +65,10 @@ def main(args: argparse.Namespace) -> int:
     from edge.data import load_dataset
     from edge.outputs.files import check_folder, check_outputs
 
-    model = evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
+    evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
     check_outputs([("--json", args.json)], [args.model, args.data])
     if args.plots is not None:
         check_folder("--plots", args.plots)
-    if model.suffix.lower() == ".keras":
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     dataset = load_dataset(args.data)
     samples = dataset.val if args.split == "val" else dataset.train
     samples = samples[: args.max_images] if args.max_images else samples

@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
         input=args.input,
     )
     output = args.output or args.model.with_suffix(".onnx")
-    check_outputs([("--output", output)], [args.model, args.calib_data])
+    check_outputs([("--output", output)], [args.model, args.calib_data], parents=("--output",))
     result = export_model(args.model, output, options)
     print(format_report(result))
     return 0
@@ -144,9 +144,7 @@ def _quiet_tensorflow(verbose: bool) -> None:
             log.info("KERAS_BACKEND=%s: export uses tensorflow", previous)
         os.environ["KERAS_BACKEND"] = "tensorflow"
     if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        for name in ("tensorflow", "absl", "keras"):
-            logging.getLogger(name).setLevel(logging.WARNING)
         # tf2onnx logs a traceback when one of its optimisers fails on a graph (its transpose
-        # optimiser does on MobileNetV3's hard-swish); the conversion goes on and parity checks it.
-        logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+        # optimiser does on MobileNetV3's hard-swish) at ERROR; the conversion goes on and parity
+        # checks it. (Everything else is quiet already: edge.cli.quiet.)
+        logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)

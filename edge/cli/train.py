@@ -146,6 +146,9 @@ def main(args: argparse.Namespace) -> int:
         coordinator=args.coordinator,
         num_processes=args.num_processes,
         process_id=args.process_id,
+        # Keras' progress bar redraws one line with ANSI codes: only on a terminal. Elsewhere the
+        # one line per epoch that training logs is the progress.
+        verbose=1 if sys.stdout.isatty() else 0,
     )
     dataset = _dataset(args)
     try:
@@ -225,7 +228,6 @@ def _dataset(args: argparse.Namespace) -> Dataset:
 
 def _select_backend(choice: str | None) -> None:
     """Set KERAS_BACKEND before Keras is imported; refuse to switch once it is."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     if choice is None:
         return
     backend = BACKENDS[choice]

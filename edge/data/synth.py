@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.errors import DataError
-from edge.outputs.files import fsync_folder
+from edge.outputs.files import fsync_folder, make_folders, remove_folders
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +53,16 @@ def write_synthetic(
     final = Path(out)
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
         raise DataError(f"{final}: output folder is not empty; choose a new one")
-    if not final.parent.is_dir():
-        raise DataError(f"{final}: folder {final.parent} does not exist")
+    if final.parent.exists() and not final.parent.is_dir():
+        raise DataError(f"{final}: {final.parent} is not a folder")
     # Built in a hidden sibling and renamed when complete: an interrupted run (Ctrl-C, SIGTERM,
-    # disk full) leaves nothing under the final name.
-    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    # disk full) leaves nothing under the final name, nor the parent folders it created.
+    created = make_folders(final.parent)
+    try:
+        out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    except BaseException:
+        remove_folders(created)
+        raise
     try:
         _render_all(out, images, seed, imgsz, val_fraction, progress)
         if final.exists():
@@ -65,6 +70,7 @@ def write_synthetic(
         os.rename(out, final)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
+        remove_folders(created)
         raise
     fsync_folder(final.parent)
     return final / "data.yaml"

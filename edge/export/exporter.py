@@ -20,6 +20,7 @@ from typing import Any
 from edge.errors import EdgeError, ModelError
 from edge.export import convert, images, metadata, quantize, trt, uint8_input, verify
 from edge.export.export_options import TOLERANCES, ExportOptions, Tolerance
+from edge.outputs.files import make_folders, remove_folders
 from edge.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
@@ -163,12 +164,13 @@ def _variant(
         fed = pictures.inputs_for(contract)
         got = verify.onnx_outputs(session, fed, options.dynamic_batch)
         parity = verify.compare(reference, got)
-        if not parity.within(tolerance, contract.imgsz):
+        failures = parity.failures(tolerance, contract.imgsz)
+        if failures:
             raise verify.VerificationError(
-                f"the {precision} ONNX model disagrees with Keras: "
-                f"{parity.describe(tolerance, contract.imgsz)}; nothing was written"
+                f"the {precision} ONNX model disagrees with Keras: {'; '.join(failures)}; "
+                "nothing was written"
             )
-        log.debug("%s parity: %s", precision, parity.describe(tolerance, contract.imgsz))
+        log.debug("%s parity: %s", precision, parity)
     metrics = None
     if _can_map(contract, pictures):
         metrics = verify.onnx_map(session, pictures.eval_samples, pictures.names)
@@ -225,8 +227,7 @@ def _keras_map(loaded: convert.InferenceModel, pictures: images.ExportImages) ->
 def _staging(folder: Path) -> Iterator[Path]:
     """A hidden temporary folder inside `folder` (created if needed), removed on the way out;
     on failure the folders this created are removed too."""
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    created = make_folders(folder)
     stage = Path(tempfile.mkdtemp(prefix=".edge-export-", suffix=".partial", dir=folder))
     ok = False
     try:
@@ -235,9 +236,7 @@ def _staging(folder: Path) -> Iterator[Path]:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         if not ok:
-            for path in created:  # innermost first
-                with contextlib.suppress(OSError):
-                    path.rmdir()
+            remove_folders(created)
 
 
 def _check_tensorrt(options: ExportOptions) -> tuple[bool, str] | None:

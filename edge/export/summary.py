@@ -12,12 +12,14 @@ HEADER = (
     "file",
     "size",
     "CPU ms",
+    "paired",
     "Δbox px max/mean",
     "Δscore max/mean",
     "limit (box px / score)",
     "mAP50-95",
     "mAP50",
 )
+MAP = 8  # the column of mAP50-95
 
 
 def format_report(result: ExportResult) -> str:
@@ -38,13 +40,19 @@ def format_report(result: ExportResult) -> str:
     ]
     rows = [HEADER]
     if result.keras_metrics is not None:
-        rows.append(("keras", result.source.name, "", "", "", "", "", *_maps(result.keras_metrics)))
+        rows.append(("keras", result.source.name, *[""] * 6, *_maps(result.keras_metrics)))
     rows += [_row(v, c.imgsz) for v in result.variants]
-    if not any(r[7] for r in rows[1:]):  # no dataset, no mAP columns
-        rows = [r[:7] for r in rows]
+    if not any(r[MAP] for r in rows[1:]):  # no dataset, no mAP columns
+        rows = [r[:MAP] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines += [_join(r, widths) for r in rows]
     lines.append("")
+    if result.verified:
+        lines.append(
+            "paired: the detections `edge run` keeps (score >= 0.25, NMS) from Keras and from the "
+            "file, paired by class and IoU >= 0.5; Δ over the pairs. fp32 must also match Keras "
+            "on every output row (limit: rows max), fp16 and int8 on the rows' mean."
+        )
     lines.append("CPU ms: ONNX Runtime CPUExecutionProvider, batch 1, median after warm-up.")
     if any(v.precision == "fp16" for v in result.variants):
         lines.append(
@@ -65,15 +73,23 @@ def _join(cells: tuple[str, ...], widths: list[int]) -> str:
 
 
 def _row(v: VariantReport, imgsz: tuple[int, int]) -> tuple[str, ...]:
-    p, t = v.parity, v.tolerance
+    k, t = (v.parity.kept if v.parity else None), v.tolerance
+    if t.agree is None:
+        limit = f"rows {t.statistic} {t.box_pixels(imgsz):.2g} / {t.scores:g}"
+    else:
+        limit = (
+            f"{t.kept_statistic} {t.box_pixels(imgsz):.2g} / {t.paired_scores:g}, "
+            f">= {t.agree:.0%} paired"
+        )
     return (
         v.precision,
         v.path.name,
         _size(v.size_bytes),
         "-" if v.latency_ms is None else f"{v.latency_ms:.3g}",
-        "-" if p is None else f"{p.max_box:.2g}/{p.mean_box:.2g}",
-        "-" if p is None else f"{p.max_score:.2g}/{p.mean_score:.2g}",
-        f"{t.statistic} {t.box_pixels(imgsz):.2g} / {t.scores:g}",
+        "-" if k is None else f"{k.paired}/{k.seen}",
+        "-" if k is None else f"{k.max_box:.2g}/{k.mean_box:.2g}",
+        "-" if k is None else f"{k.max_score:.2g}/{k.mean_score:.2g}",
+        limit,
         *_maps(v.metrics),
     )
 

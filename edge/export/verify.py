@@ -16,11 +16,14 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.export.export_options import Tolerance
+from edge.runtime.postprocess import PostprocessOptions
 
 log = logging.getLogger(__name__)
 
 EVAL_CONF = 0.001  # mAP thresholds, as `edge eval` uses
 EVAL_IOU = 0.6
+KEPT = PostprocessOptions()  # what a user sees: `edge run`'s default threshold and NMS
+MATCH_IOU = 0.5  # a Keras detection and an ONNX one are the same object
 _CHUNK = 8  # images per Keras call / dynamic-batch ONNX call
 
 
@@ -29,32 +32,77 @@ class VerificationError(EdgeError):
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """The detections a user sees (`edge run`'s default threshold and NMS) from Keras and from the
+    file on every verification image, paired one to one (same class, IoU >= MATCH_IOU).
+
+    `seen` counts each pair once and each unpaired detection of either side once; the box
+    (pixels) and score differences are over the pairs."""
+
+    seen: int
+    paired: int
+    max_box: float = 0.0
+    mean_box: float = 0.0
+    max_score: float = 0.0
+    mean_score: float = 0.0
+
+    @property
+    def unpaired(self) -> int:
+        return self.seen - self.paired
+
+    def share(self) -> float:
+        return self.paired / self.seen if self.seen else 1.0
+
+
+@dataclass(frozen=True)
 class Parity:
-    """|ONNX - Keras| over every anchor of every verification image: box pixels and scores."""
+    """|ONNX - Keras| over every anchor of every verification image (box pixels and scores), and
+    the agreement of the detections that survive the threshold and NMS."""
 
     max_box: float
     max_score: float
     mean_box: float
     mean_score: float
     images: int
+    kept: Agreement | None = None
 
     def within(self, tolerance: Tolerance, imgsz: tuple[int, int]) -> bool:
-        box, score = self._measured(tolerance)
-        return box <= tolerance.box_pixels(imgsz) and score <= tolerance.scores
+        return not self.failures(tolerance, imgsz)
 
-    def describe(self, tolerance: Tolerance, imgsz: tuple[int, int]) -> str:
-        box, score = self._measured(tolerance)
-        stat = tolerance.statistic
-        return (
-            f"{stat} |Δbox| {box:.3g} px (limit {tolerance.box_pixels(imgsz):.3g} = "
-            f"{tolerance.boxes:g} x {max(imgsz)} px), {stat} |Δscore| {score:.3g} "
-            f"(limit {tolerance.scores:g}) over {self.images} images"
+    def failures(self, tolerance: Tolerance, imgsz: tuple[int, int]) -> list[str]:
+        """What is beyond `tolerance`, one phrase each; empty when the file passes."""
+        t, limit = tolerance, tolerance.box_pixels(imgsz)
+        out = []
+        box, score = _pick(
+            t.statistic, (self.max_box, self.mean_box, self.max_score, self.mean_score)
         )
+        if not box <= limit or not score <= t.scores:
+            out.append(
+                f"{t.statistic} |Δbox| {box:.3g} px (limit {limit:.3g} = {t.boxes:g} x "
+                f"{max(imgsz)} px), {t.statistic} |Δscore| {score:.3g} (limit {t.scores:g}) "
+                f"over every output row of {self.images} images"
+            )
+        k = self.kept
+        if t.agree is None or k is None:
+            return out
+        if k.unpaired > max(1, int((1.0 - t.agree) * k.seen + 1e-9)):
+            out.append(
+                f"{k.unpaired} of {k.seen} detections (score >= {KEPT.conf:g}, after NMS) are "
+                f"found by only one of Keras and ONNX (at most {1 - t.agree:.0%} may be)"
+            )
+        box, score = _pick(t.kept_statistic, (k.max_box, k.mean_box, k.max_score, k.mean_score))
+        if not box <= limit or not score <= t.paired_scores:
+            out.append(
+                f"{t.kept_statistic} |Δbox| {box:.3g} px (limit {limit:.3g}), "
+                f"{t.kept_statistic} |Δscore| {score:.3g} (limit {t.paired_scores:g}) over the "
+                f"{k.paired} detections both find"
+            )
+        return out
 
-    def _measured(self, tolerance: Tolerance) -> tuple[float, float]:
-        if tolerance.statistic == "mean":
-            return self.mean_box, self.mean_score
-        return self.max_box, self.max_score
+
+def _pick(statistic: str, values: tuple[float, float, float, float]) -> tuple[float, float]:
+    max_box, mean_box, max_score, mean_score = values
+    return (max_box, max_score) if statistic == "max" else (mean_box, mean_score)
 
 
 Outputs = tuple[np.ndarray, np.ndarray]  # boxes [N, A, 4], scores [N, A, C] for N images
@@ -99,6 +147,37 @@ def compare(reference: Outputs, got: Outputs) -> Parity:
         mean_box=float(db.mean()),
         mean_score=float(ds.mean()),
         images=len(reference[0]),
+        kept=agreement(reference, got),
+    )
+
+
+def agreement(reference: Outputs, got: Outputs) -> Agreement:
+    """Pair the detections `edge run` would keep from each side, image by image."""
+    from edge.runtime.accuracy import box_iou
+    from edge.runtime.postprocess import select
+    from edge.runtime.tracking import assign
+
+    seen = 0
+    box_err: list[float] = []
+    score_err: list[float] = []
+    for i in range(len(reference[0])):
+        a = select(reference[0][i], reference[1][i], KEPT)
+        b = select(got[0][i], got[1][i], KEPT)
+        iou = box_iou(a.xyxy, b.xyxy)
+        iou[a.class_id[:, None] != b.class_id[None, :]] = 0.0
+        rows, cols = assign(iou, MATCH_IOU)
+        seen += len(a) + len(b) - len(rows)
+        box_err += np.abs(a.xyxy[rows] - b.xyxy[cols]).max(axis=1, initial=0.0).tolist()
+        score_err += np.abs(a.score[rows] - b.score[cols]).tolist()
+    if not box_err:
+        return Agreement(seen, 0)
+    return Agreement(
+        seen,
+        len(box_err),
+        max_box=max(box_err),
+        mean_box=float(np.mean(box_err)),
+        max_score=max(score_err),
+        mean_score=float(np.mean(score_err)),
     )
 
 

@@ -72,8 +72,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def check_target(flag: str, path: Path | str, *, stdout_ok: bool = False) -> None:
-    """Raise OutputError unless a new file can be written at `path` (checked by creating one)."""
+def check_target(
+    flag: str, path: Path | str, *, stdout_ok: bool = False, parents: bool = False
+) -> None:
+    """Raise OutputError unless a new file can be written at `path` (checked by creating one).
+
+    With `parents`, missing folders above `path` are fine when the nearest existing one takes new
+    files: the writer creates them (`make_folders`), as `mkdir -p` would."""
     text = str(path)
     if text == STDOUT:
         if stdout_ok:
@@ -86,6 +91,9 @@ def check_target(flag: str, path: Path | str, *, stdout_ok: bool = False) -> Non
         st = os.stat(path)
     except FileNotFoundError:
         st = None
+    except NotADirectoryError:
+        above = next(p for p in path.parents if p.exists())
+        raise OutputError(f"{flag} {text}: {above} is not a folder") from None
     except OSError as exc:
         raise OutputError(f"{flag} {text}: cannot check it ({_describe_os_error(exc)})") from None
     if st is not None:
@@ -97,6 +105,9 @@ def check_target(flag: str, path: Path | str, *, stdout_ok: bool = False) -> Non
                 f"{flag} {text}: is a device, pipe or other special file, not a regular file{hint}"
             )
     parent = path.parent
+    if parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
     if not parent.exists():
         raise OutputError(f"{flag} {text}: folder {parent} does not exist")
     if not parent.is_dir():
@@ -112,19 +123,30 @@ def check_target(flag: str, path: Path | str, *, stdout_ok: bool = False) -> Non
 
 
 def check_folder(flag: str, path: Path | str) -> None:
-    """Raise OutputError unless `path` is, or can become, a folder that takes new files."""
+    """Raise OutputError unless `path` is, or can become, a folder that takes new files: a
+    missing folder is created with its parents by `make_folders`, as run folders are everywhere."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {path}: is a file, not a folder; give a folder name")
     if path.is_dir():
         check_target(flag, path / ".edge-probe")
         return
-    try:
-        check_target(flag, path)
-    except OutputError as exc:
-        raise OutputError(
-            str(exc).replace(f"{flag} {path}/.edge-probe", f"{flag} {path}")
-        ) from None
+    check_target(flag, path, parents=True)
+
+
+def make_folders(path: Path | str) -> list[Path]:
+    """`mkdir -p path`; the folders it created, innermost first (to remove them on failure)."""
+    path = Path(path)
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def remove_folders(created: Iterable[Path]) -> None:
+    """Remove the folders `make_folders` created that are still empty, innermost first."""
+    for folder in created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def input_files(specs: Iterable[Path | str | None]) -> list[Path]:
@@ -155,16 +177,18 @@ def check_outputs(
     inputs: Iterable[Path | str | None] = (),
     *,
     stdout_ok: Iterable[str] = (),
+    parents: Iterable[str] = (),
 ) -> None:
-    """Check every (flag, path) output before work starts; None paths are skipped.
+    """Check every (flag, path) output before work starts; None paths are skipped. The flags in
+    `parents` name files whose missing folders the writer creates (see `check_target`).
 
     Raises OutputError when a target cannot be written, or is the same file as an input or as
     another output (compared by resolved path and by device + inode).
     """
-    streaming = set(stdout_ok)
+    streaming, creating = set(stdout_ok), set(parents)
     named = [(flag, p) for flag, p in outputs if p is not None]
     for flag, p in named:
-        check_target(flag, p, stdout_ok=flag in streaming)
+        check_target(flag, p, stdout_ok=flag in streaming, parents=flag in creating)
     files = [(f, Path(os.path.realpath(f)), _identity(f)) for f in input_files(inputs)]
     seen: list[tuple[str, Path, Path, tuple[int, int] | None]] = []
     for flag, p in named:

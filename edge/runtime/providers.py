@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.runtime.native_libs import provider_missing
+
 log = logging.getLogger(__name__)
 
 TRT = "TensorrtExecutionProvider"
@@ -140,15 +142,19 @@ def diagnose(provider: str, native_text: str, available: list[str]) -> str:
     found += re.findall(
         r"LoadLibrary failed with error \d+ \S+ when trying to load \S*?" + lib, native_text
     )
+    logged = bool(found)
+    found += provider_missing(provider)  # what its library needs, as ldd resolves it
+    if provider in NVIDIA:  # the driver has its own part below
+        found = [name for name in found if not name.startswith("libcuda.so")]
     missing = sorted(set(found))
     if missing:
-        parts.append("missing " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
+        parts.append("missing " + ", ".join(missing))
     need = re.search(r"Require (cuDNN [\d.*]+ and CUDA [\d.*]+)", native_text)
     if need:
         parts.append(f"this build needs {need.group(1).rstrip('.')}")
     if provider in NVIDIA:
         parts.append(cuda_driver())
-    if not missing and not need:
+    if not logged and not need:  # ORT's own words, when its log names no missing library
         errors = [
             ln for ln in native_text.splitlines() if "[E:" in ln or "[W:" in ln or "rror" in ln
         ]

@@ -1,0 +1,77 @@
+"""fp16/int8 verification judges what a user sees: the detections `edge run` keeps (threshold,
+NMS), Keras' and the file's paired one to one, plus the mean over every output row; fp32 must
+match on every row. Worked on hand-made outputs: boxes [1, N, 4] in pixels, scores [1, N, C]."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.export.export_options import TOLERANCES
+from edge.export.verify import compare
+
+IMGSZ = (320, 320)  # fp16's box limit: 0.01 x 320 = 3.2 px
+
+
+def _outputs(n_objects: int, background: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """`n_objects` separate 40 px boxes of class 0 scoring 0.9, then background rows at 1e-5."""
+    boxes = np.zeros((n_objects + background, 4), np.float32)
+    for i in range(n_objects):
+        x, y = 50 * (i % 10), 50 * (i // 10)
+        boxes[i] = (x, y, x + 40, y + 40)
+    boxes[n_objects:] = (100, 100, 140, 140)
+    scores = np.full((n_objects + background, 2), 1e-5, np.float32)
+    scores[:n_objects, 0] = 0.9
+    return boxes[None], scores[None]
+
+
+def _moved(rows: slice, pixels: float, n_objects: int = 10) -> tuple[tuple, tuple]:
+    ref = _outputs(n_objects)
+    boxes = ref[0].copy()
+    boxes[0, rows] += pixels
+    return ref, (boxes, ref[1].copy())
+
+
+def _failures(precision: str, ref: tuple, got: tuple) -> list[str]:
+    return compare(ref, got).failures(TOLERANCES[precision], IMGSZ)
+
+
+def test_a_row_nobody_sees_may_move_in_fp16_but_not_in_fp32():
+    ref, got = _moved(slice(15, 16), 5.0)  # a background row (score 1e-5) moves 5 px
+    assert _failures("fp16", ref, got) == []  # the old every-row max (3.2 px) refused this
+    assert _failures("int8", ref, got) == []
+    (why,) = _failures("fp32", ref, got)
+    assert "max |Δbox| 5 px" in why and "every output row" in why
+
+
+def test_a_detection_that_moves_fails_fp16():
+    ref, got = _moved(slice(0, 1), 5.0)  # a kept box moves 5 px (IoU still > 0.5: paired)
+    parity = compare(ref, got)
+    assert (parity.kept.seen, parity.kept.paired) == (10, 10) and parity.kept.max_box == 5.0
+    (why,) = parity.failures(TOLERANCES["fp16"], IMGSZ)
+    assert "max |Δbox| 5 px" in why and "10 detections both find" in why
+    assert _failures("int8", ref, got) == []  # int8 pairs are judged on the mean: 0.5 px
+
+
+@pytest.mark.parametrize(
+    ("lost", "fp16_ok", "int8_ok"),
+    [(1, True, True), (2, True, True), (3, False, True), (6, False, False)],
+)
+def test_detections_found_by_one_side_only(lost, fp16_ok, int8_ok):
+    ref = _outputs(100)
+    scores = ref[1].copy()
+    scores[0, :lost, 0] = 0.2  # below edge run's 0.25: the file loses these detections
+    got = (ref[0].copy(), scores)
+    parity = compare(ref, got)
+    assert (parity.kept.seen, parity.kept.paired) == (100, 100 - lost)
+    assert (not _failures("fp16", ref, got)) == fp16_ok  # at most 2% (or one) unpaired
+    assert (not _failures("int8", ref, got)) == int8_ok  # at most 5%
+
+
+def test_nothing_detected_is_agreement_and_the_row_mean_still_guards():
+    ref = _outputs(0)
+    got = (ref[0] + 50.0, ref[1].copy())  # garbage boxes, nothing above the threshold
+    parity = compare(ref, got)
+    assert parity.kept.seen == 0 and parity.kept.share() == 1.0
+    (why,) = _failures("fp16", ref, got)
+    assert "mean |Δbox| 50 px" in why
