@@ -10,6 +10,7 @@ interpreter's own packages (onnxruntime, numpy).
 
     python scripts/triton_server.py REPO --port 8001                 # until Ctrl-C
     python scripts/triton_server.py REPO --port 8001 -- CMD ARGS...  # run CMD, then stop
+    python scripts/triton_server.py --fetch                          # only fetch the wheel
 """
 
 from __future__ import annotations
@@ -151,6 +152,9 @@ class TritonServer:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--fetch"]:  # CI: fetch the wheel once, before the tests
+        print(f"tritonserver: {pytriton_home() / 'pytriton' / 'tritonserver' / 'bin'}")
+        return 0
     command = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(
