@@ -44,9 +44,15 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     requests sent together always share an execution."""
     work = tmp_path_factory.mktemp("triton")
     repo = work / "repo"
-    r = edge("export", str(REPO / "models" / "default.keras"), "-o", str(work / "default.onnx"),
-             "--triton", str(repo), "--no-verify", "--runs", "1", "--triton-kind", "cpu", timeout=900)  # fmt: skip
+    bundled = (REPO / "models" / "default.onnx").read_bytes()
+    r = edge("export", str(REPO / "models" / "default.keras"), "--triton", str(repo),
+             "--no-verify", "--runs", "1", "--triton-kind", "cpu", timeout=900)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
+    # Without -o the ONNX file goes into the repository only: nothing beside the .keras file
+    # (that would be models/default.onnx, the bundled model) and no temporary folder left.
+    assert (REPO / "models" / "default.onnx").read_bytes() == bundled
+    assert sorted(p.name for p in work.iterdir()) == ["repo"]
+    assert f"wrote {repo / 'default' / '1' / 'model.onnx'}" in r.stdout
     tiny = batch_detector(work / "tiny.onnx", imgsz=(64, 64))
     r = edge("export", str(tiny), "--triton", str(repo), "--triton-delay-us", "200000")
     assert r.returncode == 0, r.stderr

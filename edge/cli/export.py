@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,7 +168,8 @@ def main(args: argparse.Namespace) -> int:
                 f"{args.model}: already ONNX; give a .keras model to convert, or --triton REPO "
                 "to put this one in a Triton model repository"
             )
-        return _write_repository(args.model, args.triton, triton)
+        _write_repository(args.model, args.triton, triton)
+        return 0
     if triton is not None:
         check_folder("--triton", args.triton)
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
@@ -189,12 +191,18 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         input=args.input,
     )
+    if triton is not None and args.output is None:  # the ONNX file goes into the repository only
+        with tempfile.TemporaryDirectory(prefix=".edge-export-", dir=args.triton.parent) as tmp:
+            output = Path(tmp) / args.model.with_suffix(".onnx").name
+            report = format_report(export_model(args.model, output, options))
+            folder = _write_repository(output, args.triton, triton)
+            print(report.replace(str(output), str(folder / "1" / "model.onnx")))
+        return 0
     output = args.output or args.model.with_suffix(".onnx")
     check_outputs([("--output", output)], [args.model, args.calib_data])
-    result = export_model(args.model, output, options)
-    print(format_report(result))
+    print(format_report(export_model(args.model, output, options)))
     if triton is not None:
-        return _write_repository(output, args.triton, triton)
+        _write_repository(output, args.triton, triton)
     return 0
 
 
@@ -214,12 +222,12 @@ def _triton_options(args: argparse.Namespace) -> TritonOptions | None:
     )
 
 
-def _write_repository(model: Path, repo: Path, options: TritonOptions) -> int:
+def _write_repository(model: Path, repo: Path, options: TritonOptions) -> Path:
     from edge.export.triton_repo import describe, write_repository
 
     folder, config = write_repository(model, repo, options)
     print(f"wrote {folder}: {describe(config)}")
-    return 0
+    return folder
 
 
 def _quiet_tensorflow(verbose: bool) -> None:
