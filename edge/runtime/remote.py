@@ -80,9 +80,11 @@ class RemoteSession:
         self.client = grpcclient.InferenceServerClient(self.address.url)
         try:
             self._open()
-        except BaseException:
+        except BaseException as exc:
             self._stop.set()
             self._release()
+            if isinstance(exc, grpcclient.InferenceServerException):  # the server, mid-start
+                raise ModelError(f"{self.source}: {_first(exc)}") from None
             raise
         self.load_seconds = time.perf_counter() - started
         self.stats_start = self._stats_last = self._poll_stats() or ServerStats()
@@ -129,7 +131,7 @@ class RemoteSession:
         h, w = imgsz
         shape = (1, 3, h, w) if self.contract.layout == "NCHW" else (1, h, w, 3)
         started = time.perf_counter()
-        for _ in range(2 if runs is None else runs):
+        for _ in range(self.options.warmup if runs is None else runs):
             self.run(np.zeros(shape, self.input_dtype))
         return time.perf_counter() - started
 
