@@ -108,8 +108,9 @@ def test_two_streams_give_the_local_detections(server, repo: Path, tmp_path: Pat
                  "--jsonl", str(tmp_path / "l.jsonl"))  # fmt: skip
     assert local.returncode == 0, local.stderr
     tele = tmp_path / "t.jsonl"
+    trace = tmp_path / "trace.json"
     remote = edge(*common, "--device", url(server), "--jsonl", str(tmp_path / "r.jsonl"),
-                  "--telemetry", str(tele))  # fmt: skip
+                  "--telemetry", str(tele), "--trace", str(trace))  # fmt: skip
     assert remote.returncode == 0, remote.stderr
     same_detections(read_jsonl(tmp_path / "r.jsonl"), read_jsonl(tmp_path / "l.jsonl"))
     out = remote.stdout
@@ -118,6 +119,14 @@ def test_two_streams_give_the_local_detections(server, repo: Path, tmp_path: Pat
     assert f"inference calls: {calls}" in out
     rows = read_jsonl(tele)
     assert all(0 <= r["network_ms"] <= r["inference_ms"] + 1e-3 for r in rows)
+    # the network part has its own track in the trace, inside each call it measured
+    spans = [e for e in json.loads(trace.read_text()) if e.get("ph") == "X"]
+    calls = {(e["pid"], e["args"]["frame"]): e for e in spans if e["name"] == "inference"}
+    network = [e for e in spans if e["name"] == "network"]
+    assert len(network) == sum(r["network_ms"] > 0 for r in rows)
+    for e in network:
+        call = calls[(e["pid"], e["args"]["frame"])]
+        assert call["ts"] <= e["ts"] and e["ts"] + e["dur"] <= call["ts"] + call["dur"] + 0.01
 
 
 def test_a_killed_and_restarted_server_is_an_outage(repo: Path, tmp_path: Path) -> None:
