@@ -17,3 +17,8 @@ class ModelError(EdgeError):
 
 class DataError(EdgeError):
     """A dataset is missing, empty or malformed."""
+
+
+class ServerLost(EdgeError):
+    """A model server (`--device triton://...`) stayed away through every reconnect attempt, or
+    the run was stopped while waiting for it."""

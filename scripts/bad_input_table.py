@@ -320,6 +320,12 @@ CASES = (
     ),
     _case("messages", "--classes naming nothing", f"run {M} --classes ,"),
     _argv("messages", "empty --classes", "run", "--model", "tiny.onnx", "--classes="),
+    # Issue 21: a model on a Triton Inference Server (--device triton://, export --triton).
+    _case("triton", "no server at the address", "run --device triton://127.0.0.1:9/default"),
+    _case("triton", "address without a model name", "run --device triton://127.0.0.1:8001"),
+    _case("triton", "--model with a server's model", f"run {M} --device triton://127.0.0.1:9/m"),
+    _case("triton", "an ONNX model to export without --triton", "export tiny.onnx"),
+    _case("triton", "--triton naming a file", "export tiny.onnx --triton tiny.onnx"),
 )
 
 

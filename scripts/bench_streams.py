@@ -107,6 +107,7 @@ def row(streams: int, mode: str, c: Collector, calls: int) -> dict:
         "calls": calls,
         "batch": c.frames / max(calls, 1),
         "inf_ms": c.stats("inference_ms").mean,  # the call each frame was in
+        "net_ms": c.stats("network_ms").mean,  # its part outside a model server (0: local)
         "p50": lat.p50,
         "p95": lat.p95,
     }

@@ -70,7 +70,7 @@ def _plain_keras(path: Path) -> Path:
         ("missing model", [], "model not found"),
         ("text file as .keras", [], "not a Keras model"),
         ("plain keras model", [], "not an edge detector"),
-        ("onnx as input", [], "must be a .keras file"),
+        ("onnx as input", [], "already ONNX; give a .keras model to convert, or --triton REPO"),
         ("empty calib folder", ["--calib-data", "{tmp}/calib"], "no images"),
         ("missing calib", ["--calib-data", "{tmp}/nowhere"], "no such file"),
         ("opset too old", ["--opset", "12"], "--opset must be in [13, 18]"),

@@ -11,7 +11,7 @@ from edge.errors import ModelError
 from edge.runtime.bundled import bundled_model
 from edge.runtime.postprocess import PostprocessOptions, postprocess
 from edge.runtime.preprocess import prepare
-from edge.runtime.session import ModelSession, SessionOptions
+from edge.runtime.session import REMOTE, SessionOptions, open_session
 from edge.types import Detections
 
 
@@ -21,8 +21,10 @@ class Detector:
     Args:
         model: an ONNX file: an `edge export`, or an Ultralytics detection export (YOLOv8/11 raw,
             end-to-end YOLO26/YOLOv10/`nms=True`, RT-DETR). None: the bundled model, which knows
-            only the synthetic demo scene's four shapes.
-        device: "auto" (TensorRT, CUDA, then CPU), "cpu", "cuda" or "tensorrt".
+            only the synthetic demo scene's four shapes. Not given with a triton:// device.
+        device: "auto" (TensorRT, CUDA, then CPU), "cpu", "cuda" or "tensorrt"; or
+            "triton://HOST:PORT/MODEL": the model runs on a Triton Inference Server (its contract
+            comes from the server), pre- and post-processing here.
         imgsz: (height, width) for models with a dynamic input size.
         conf, iou, classes, max_det: the defaults of `detect` (score threshold, NMS overlap, the
             classes to keep by name or id, most boxes per image).
@@ -46,10 +48,11 @@ class Detector:
         max_det: int = 300,
         threads: int = 0,
     ) -> None:
-        path = bundled_model() if model is None else Path(model)
-        if path is None:
+        remote = device.startswith(REMOTE)
+        path = None if remote and model is None else bundled_model() if model is None else model
+        if path is None and not remote:
             raise ModelError("no bundled model found; pass model='your.onnx'")
-        self.session = ModelSession(path, SessionOptions(device=device, threads=threads, warmup=1))
+        self.session = open_session(path, SessionOptions(device=device, threads=threads, warmup=1))
         self.contract = self.session.contract
         self.names: tuple[str, ...] = tuple(self.contract.names)
         self.imgsz: tuple[int, int] = self.session.input_size(imgsz)
@@ -111,7 +114,10 @@ class Detector:
         return self.detect(image)
 
     def close(self) -> None:
-        """Release the model (ONNX Runtime frees it with the session)."""
+        """Release the model (ONNX Runtime frees it with the session; a server's connection is
+        closed)."""
+        if self.session is not None:
+            self.session.close()
         self.session = None  # type: ignore[assignment]
 
     def __enter__(self) -> Detector:

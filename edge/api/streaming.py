@@ -24,7 +24,8 @@ from edge.runtime.bundled import bundled_model
 from edge.runtime.loop import Loop, LoopOptions, LoopResult, stream_ids
 from edge.runtime.observe import FrameResult, Observer, PerStream, Processor, per_stream_path
 from edge.runtime.postprocess import PostprocessOptions
-from edge.runtime.session import ModelSession, SessionOptions
+from edge.runtime.remote import RemoteSession
+from edge.runtime.session import REMOTE, ModelSession, SessionOptions, open_session
 from edge.runtime.tracking import TrackerOptions
 from edge.sources import Source, SourceOptions, open_source
 
@@ -176,7 +177,11 @@ def stream(
         raise ValueError("source: give at least one source")
     stack = contextlib.ExitStack()
     try:
-        session = model if isinstance(model, ModelSession) else _session(model, device, threads)
+        if isinstance(model, ModelSession | RemoteSession):
+            session = model
+        else:
+            session = _session(model, device, threads)
+            stack.callback(session.close)
         sources = [
             s if isinstance(s, Source) else stack.enter_context(open_source(s, src_opts))
             for s in specs
@@ -193,12 +198,13 @@ def stream(
         raise
 
 
-def _session(model: str | Path | None, device: str, threads: int) -> ModelSession:
-    path = model or bundled_model()
-    if path is None:
+def _session(model: str | Path | None, device: str, threads: int) -> ModelSession | RemoteSession:
+    """The model's session; with device triton://HOST:PORT/MODEL, the server's (no model here)."""
+    path = model if model or device.startswith(REMOTE) else bundled_model()
+    if path is None and not device.startswith(REMOTE):
         raise ModelError("no model given and no bundled model in models/default.onnx")
     # No spinning: ORT's idle threads would keep a core from the loop's reader and finisher.
-    return ModelSession(path, SessionOptions(device=device, threads=threads, spinning=False))
+    return open_session(path, SessionOptions(device=device, threads=threads, spinning=False))
 
 
 def _files(

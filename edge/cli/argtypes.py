@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 MAX_SIDE = 8192  # pixels: input sizes, camera and synthetic frame sides
 MAX_THREADS = 1024
@@ -91,3 +91,24 @@ class _Imgsz:
 
 
 imgsz = _Imgsz()
+
+
+def device(choices: Sequence[str]) -> Callable[[str], str]:
+    """One of `choices` (ONNX Runtime devices), or triton://HOST:PORT/MODEL: a model on a Triton
+    Inference Server."""
+
+    def parse(text: str) -> str:
+        if text in choices:
+            return text
+        if text.startswith("triton://"):
+            from edge.runtime.remote_address import TritonAddress
+
+            try:
+                TritonAddress.parse(text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+            return text
+        known = f"one of {', '.join(choices)} or " if choices else ""
+        raise argparse.ArgumentTypeError(f"expected {known}triton://HOST:PORT/MODEL, got {text!r}")
+
+    return parse

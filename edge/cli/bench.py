@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge.cli.argtypes import imgsz, integer, threads
+from edge.cli.argtypes import device, imgsz, integer, threads
 from edge.errors import ModelError
 from edge.runtime.session import PROVIDERS
+
+if TYPE_CHECKING:
+    from edge.export.benchmark import BenchReport
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "provider really starts, and the -fp16/-int8 variants beside it. For a .keras model: Keras "
         "predict, a compiled call, and ONNX Runtime on its export.",
     )
-    p.add_argument("--model", type=Path, required=True, help=".onnx or .keras model")
+    p.add_argument(
+        "--model", type=Path, help=".onnx or .keras model (not with --device triton://...)"
+    )
     p.add_argument(
         "--device",
         default="all",
-        choices=("all", *PROVIDERS),
-        help="providers to time (default: all that start)",
+        type=device(("all", *PROVIDERS)),
+        metavar="DEVICE",
+        help=f"providers to time: all (that start; the default), {', '.join(PROVIDERS)}; or "
+        "triton://HOST:PORT/MODEL, a model on a Triton Inference Server",
     )
     p.add_argument("--imgsz", type=imgsz, help="input size N or HxW (dynamic models)")
     p.add_argument(
@@ -52,6 +60,16 @@ def main(args: argparse.Namespace) -> int:
     for flag, path, ext in (("--json", args.json, None), ("--plot", args.plot, ".png")):
         if path is not None and ext and path.suffix.lower() != ext:
             raise ValueError(f"{flag} {path}: use a {ext} file name")
+    if args.device.startswith("triton://"):
+        if args.model is not None:
+            raise ValueError(
+                f"--model {args.model}: --device {args.device} times the server's model"
+            )
+        remote, size = bench.bench_remote(args.device, args.imgsz, args.runs, args.warmup)
+        report = bench.BenchReport(args.device, size, machine_info(), remote)
+        return _report(report, args)
+    if args.model is None:
+        raise ValueError("--model is required (or --device triton://HOST:PORT/MODEL)")
     model: Path = args.model
     if not model.is_file():
         raise ModelError(f"model {model}: no such file")
@@ -72,6 +90,12 @@ def main(args: argparse.Namespace) -> int:
     report = bench.BenchReport(
         model=model.name, imgsz=size, machine=machine_info(), results=ort_results + results
     )
+    return _report(report, args)
+
+
+def _report(report: BenchReport, args: argparse.Namespace) -> int:
+    from edge.export import benchmark as bench
+
     print(bench.format_table(report))
     if args.json:
         bench.write_json(report, args.json)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.cli.argtypes import fraction, imgsz, integer, overlap, whole
+from edge.cli.argtypes import device, fraction, imgsz, integer, overlap, whole
 from edge.errors import DataError
 from edge.runtime.session import DEVICES
 
@@ -25,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "and AP per class (pycocotools). Use a low --conf, as mAP needs the whole PR curve."
         ),
     )
-    p.add_argument("--model", required=True, help="the model: .onnx (exported) or .keras")
+    p.add_argument(
+        "--model", help="the model: .onnx (exported) or .keras (not with --device triton://...)"
+    )
     p.add_argument("--data", required=True, help="dataset folder or file (YOLO, COCO or VOC)")
     p.add_argument("--split", choices=("val", "train"), default="val", help="default: val")
     p.add_argument("--conf", type=fraction, default=0.001, help="score threshold (default 0.001)")
@@ -51,8 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device",
         default="cpu",
-        choices=DEVICES,
-        help="ONNX Runtime device (default cpu)",
+        type=device(DEVICES),
+        metavar="DEVICE",
+        help=f"ONNX Runtime device: {', '.join(DEVICES)} (default cpu); or "
+        "triton://HOST:PORT/MODEL, the model on a Triton Inference Server",
     )
     p.add_argument(
         "--imgsz", type=imgsz, default=None, help="N or HxW, for models with a dynamic input"
@@ -65,7 +69,13 @@ def main(args: argparse.Namespace) -> int:
     from edge.data import load_dataset
     from edge.outputs.files import check_folder, check_outputs
 
-    evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
+    remote = args.device.startswith("triton://")
+    if remote and args.model:
+        raise ValueError(f"--model {args.model}: --device {args.device} runs the server's model")
+    if not remote and not args.model:
+        raise ValueError("--model is required (or --device triton://HOST:PORT/MODEL)")
+    if not remote:
+        evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
     check_outputs([("--json", args.json)], [args.model, args.data])
     if args.plots is not None:
         check_folder("--plots", args.plots)
@@ -74,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
     samples = samples[: args.max_images] if args.max_images else samples
     if not samples:
         raise DataError(f"{args.data}: the {args.split} split has no images")
-    log.info("evaluating %s on %d %s images of %s", args.model, len(samples), args.split, args.data)
+    what = args.model or args.device
+    log.info("evaluating %s on %d %s images of %s", what, len(samples), args.split, args.data)
     with evaluation.open_predictor(
         args.model,
         dataset.names,
@@ -90,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
     print(evaluation.format_table(result))
     log.info("%.1f ms per image (reading, inference, NMS)", 1000 * seconds / len(samples))
     if args.json:
-        settings = {"model": str(args.model), "data": str(args.data), "split": args.split}
+        settings = {"model": str(what), "data": str(args.data), "split": args.split}
         settings.update({"conf": args.conf, "iou": args.iou})
         log.info("metrics written to %s", evaluation.write_json(result, args.json, **settings))
     if args.plots:

@@ -6,9 +6,14 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.cli.argtypes import imgsz, integer, positive_int, seed
+
+if TYPE_CHECKING:
+    from edge.export.triton_repo import TritonOptions
 
 log = logging.getLogger("edge")
 
@@ -35,9 +40,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "input size, normalisation, output format) in the file's metadata. Keras and ONNX Runtime "
         "run the same letterboxed images and must agree (fp32: 1e-4 of the input size on boxes, "
         "1e-4 on scores), else nothing is written. Prints each file's size, CPU latency and, "
-        "with a dataset, mAP.",
+        "with a dataset, mAP. --triton REPO also writes a Triton Inference Server model "
+        "repository (from a .keras or an existing .onnx detector).",
     )
-    p.add_argument("model", type=Path, metavar="MODEL.keras", help="trained detector")
+    p.add_argument(
+        "model",
+        type=Path,
+        metavar="MODEL.keras",
+        help="trained detector (or, with --triton only, an exported MODEL.onnx)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -46,7 +57,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="output file (default: MODEL.onnx beside the model)",
     )
     p.add_argument("--imgsz", type=imgsz, help="input size N or HxW (default: the model's own)")
-    p.add_argument("--batch", choices=("1", "dynamic"), default="1", help="batch dimension")
+    p.add_argument(
+        "--batch",
+        choices=("1", "dynamic"),
+        help="batch dimension (default 1; dynamic with --triton, so the server can batch)",
+    )
     p.add_argument(
         "--opset",
         type=int,
@@ -104,17 +119,65 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gpu.add_argument(
         "--strict", action="store_true", help="fail when TensorRT is not available for --trt-cache"
     )
+    tri = p.add_argument_group("Triton Inference Server (model repository)")
+    tri.add_argument(
+        "--triton",
+        type=Path,
+        metavar="REPO",
+        help="write REPO/NAME/config.pbtxt and REPO/NAME/1/model.onnx for Triton (ONNX Runtime "
+        "backend, TensorRT fp16 on GPUs); edge run --device triton://HOST:PORT/NAME uses it",
+    )
+    tri.add_argument("--triton-name", metavar="NAME", help="model name (default: the file's stem)")
+    tri.add_argument(
+        "--triton-max-batch",
+        type=integer(1, 64),
+        default=8,
+        metavar="N",
+        help="largest batch the server's dynamic batcher forms (default 8)",
+    )
+    tri.add_argument(
+        "--triton-delay-us",
+        type=integer(0, 1_000_000),
+        default=2000,
+        metavar="US",
+        help="longest a request waits for others to share its batch (default 2000)",
+    )
+    tri.add_argument(
+        "--triton-instances",
+        type=integer(1, 64),
+        default=1,
+        metavar="N",
+        help="model instances (per GPU on a GPU server; default 1)",
+    )
+    tri.add_argument(
+        "--triton-kind",
+        choices=("auto", "gpu", "cpu"),
+        default="auto",
+        help="where the instances run: auto (GPUs when the server has any), gpu, cpu",
+    )
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from edge.outputs.files import check_folder, check_outputs
+
+    triton = _triton_options(args)
+    if args.model.suffix.lower() == ".onnx":  # an exported model: only the repository to write
+        if triton is None:
+            raise ValueError(
+                f"{args.model}: already ONNX; give a .keras model to convert, or --triton REPO "
+                "to put this one in a Triton model repository"
+            )
+        _write_repository(args.model, args.triton, triton)
+        return 0
+    if triton is not None:
+        check_folder("--triton", args.triton)
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
     from edge.export import ExportOptions, export_model, format_report
-    from edge.outputs.files import check_outputs
 
     options = ExportOptions(
         imgsz=args.imgsz,
-        batch=args.batch,
+        batch=args.batch or ("dynamic" if triton is not None else "1"),
         opset=args.opset,
         precisions=args.precision,
         calib_data=args.calib_data,
@@ -128,11 +191,43 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         input=args.input,
     )
+    if triton is not None and args.output is None:  # the ONNX file goes into the repository only
+        with tempfile.TemporaryDirectory(prefix=".edge-export-", dir=args.triton.parent) as tmp:
+            output = Path(tmp) / args.model.with_suffix(".onnx").name
+            report = format_report(export_model(args.model, output, options))
+            folder = _write_repository(output, args.triton, triton)
+            print(report.replace(str(output), str(folder / "1" / "model.onnx")))
+        return 0
     output = args.output or args.model.with_suffix(".onnx")
     check_outputs([("--output", output)], [args.model, args.calib_data], parents=("--output",))
-    result = export_model(args.model, output, options)
-    print(format_report(result))
+    print(format_report(export_model(args.model, output, options)))
+    if triton is not None:
+        _write_repository(output, args.triton, triton)
     return 0
+
+
+def _triton_options(args: argparse.Namespace) -> TritonOptions | None:
+    """The repository's options, checked before any conversion; None without --triton."""
+    if args.triton is None:
+        return None
+    from edge.export.triton_repo import TritonOptions
+
+    return TritonOptions(
+        name=args.triton_name,
+        max_batch=args.triton_max_batch,
+        delay_us=args.triton_delay_us,
+        instances=args.triton_instances,
+        kind=args.triton_kind,
+        trt_fp16=not args.no_trt_fp16,
+    )
+
+
+def _write_repository(model: Path, repo: Path, options: TritonOptions) -> Path:
+    from edge.export.triton_repo import describe, write_repository
+
+    folder, config = write_repository(model, repo, options)
+    print(f"wrote {folder}: {describe(config)}")
+    return folder
 
 
 def _quiet_tensorflow(verbose: bool) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from edge.cli import run_analytics
 from edge.cli.argtypes import (
+    device,
     fps,
     fraction,
     imgsz,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge")
 
 DEMO_FRAMES = 300  # `edge run` alone stops after this many synthetic frames
-EXIT_SOURCE_LOST = 3  # a live source was lost for good (gave up reconnecting)
+EXIT_SOURCE_LOST = 3  # a live source or the model server was lost for good (gave up reconnecting)
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -110,7 +111,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=integer(0, 1000),
         default=10,
         metavar="N",
-        help="reconnect attempts per outage of a live source (0: off)",
+        help="reconnect attempts per outage of a live source or a Triton server (0: off)",
     )
     src.add_argument(
         "--open-timeout",
@@ -124,7 +125,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=number(0.0, 3600.0, open_low=True),
         default=5.0,
         metavar="SECONDS",
-        help="longest wait for a stream's next frame before reconnecting (default 5)",
+        help="longest wait for a stream's next frame (or a Triton server's answer) before "
+        "reconnecting (default 5)",
     )
     src.add_argument("--seed", type=seed, default=0, help="synthetic scene seed")
     src.add_argument("--max-frames", type=positive_int, help="stop after N frames")
@@ -138,8 +140,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mod.add_argument(
         "--device",
         default="auto",
-        choices=DEVICES,
-        help="execution provider; auto tries TensorRT, CUDA, OpenVINO, DirectML, CoreML, then CPU",
+        type=device(DEVICES),
+        metavar="DEVICE",
+        help=f"{', '.join(DEVICES)} (execution provider; auto tries TensorRT, CUDA, OpenVINO, "
+        "DirectML, CoreML, then CPU), or triton://HOST:PORT/MODEL: the model on a Triton "
+        "Inference Server, everything else here (needs pip install 'edge[triton]')",
+    )
+    mod.add_argument(
+        "--triton-shm",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="a Triton server on this host: tensors through system shared memory (auto: on for "
+        "127.0.0.1/localhost)",
     )
     mod.add_argument(
         "--strict-device", action="store_true", help="fail instead of falling back to the CPU"
@@ -228,7 +240,8 @@ def main(args: argparse.Namespace) -> int:
     from edge.outputs.progress import terminal_progress
     from edge.runtime.loop import Loop, LoopOptions, stream_ids
     from edge.runtime.postprocess import PostprocessOptions
-    from edge.runtime.session import ModelSession, SessionOptions
+    from edge.runtime.remote_address import RemoteOptions
+    from edge.runtime.session import REMOTE, SessionOptions, open_session
     from edge.runtime.stats import format_summary
     from edge.runtime.tracking import TrackerOptions
     from edge.sources import SourceOptions
@@ -246,13 +259,14 @@ def main(args: argparse.Namespace) -> int:
     # From here on Ctrl-C/SIGTERM ask for a clean stop (files finalised), even during start-up.
     stop = threading.Event()
     _install_stop(stop)
-    model = args.model or bundled_model()
-    if model is None:
+    remote = args.device.startswith(REMOTE)  # the model is on a Triton server
+    model = args.model if remote else args.model or bundled_model()
+    if model is None and not remote:
         raise ModelError(
             "no --model given and no bundled model (edge/_bundled/default.onnx in an install, "
             "models/default.onnx in a checkout); pass --model"
         )
-    session = ModelSession(
+    session = open_session(
         model,
         SessionOptions(
             device=args.device,
@@ -262,6 +276,7 @@ def main(args: argparse.Namespace) -> int:
             threads=args.threads,
             spinning=False,  # the loop's reader and finishing threads need the cores
         ),
+        RemoteOptions(args.triton_shm, args.read_timeout, args.reconnect),
     )
     names = session.contract.names
     post = PostprocessOptions(
@@ -300,6 +315,7 @@ def main(args: argparse.Namespace) -> int:
     warm = session.warm_up(imgsz)
     show = has_display() if args.show is None else args.show
     with contextlib.ExitStack() as stack:
+        stack.callback(session.close)
         sources = _open_sources(specs, src_opts, stack)
         ids = stream_ids([s.name for s in sources])
         analytics = run_analytics.build(args, ids, sources, names, stack)
@@ -327,6 +343,8 @@ def main(args: argparse.Namespace) -> int:
     report_written([*written, args.jsonl, args.telemetry, args.trace, args.events])
     if result.lost:
         log.error("lost for good (gave up reconnecting): %s", ", ".join(result.lost))
+        return EXIT_SOURCE_LOST
+    if result.stopped_by == "server lost":
         return EXIT_SOURCE_LOST
     return 0
 
@@ -374,6 +392,11 @@ def _summary_header(
         )
     if session.fell_back:
         header["WARNING"] = f"asked for {args.device}, ran on the CPU"
+    server = session.server_stats()  # a model on a Triton server: what the server did
+    if server is not None:
+        header["server"] = server.describe()
+    for i, line in enumerate(describe_outages(result.server_events), start=1):
+        header[f"server outage {i}"] = line
     for sid, s in streams.items():
         at = f"stream {sid} " if several else ""
         if several:

@@ -26,7 +26,7 @@ MODEL_SUFFIXES = (".onnx", ".keras")
 
 @contextlib.contextmanager
 def open_predictor(
-    model_path: str | Path,
+    model_path: str | Path | None,
     names: Sequence[str],
     *,
     conf: float = 0.001,
@@ -37,19 +37,25 @@ def open_predictor(
     """A `Predictor` for an exported `.onnx` (`edge.api.detector.Detector`) or a `.keras` model.
 
     `names` are the dataset's classes; the model must predict as many. `imgsz` (height, width) is
-    used only where the model's input size is dynamic. Raises ValueError for an unknown extension
-    or thresholds out of range, ModelError for a missing, unloadable or mismatched model.
+    used only where the model's input size is dynamic. With `device` triton://HOST:PORT/MODEL
+    the model is the server's and `model_path` is None. Raises ValueError for an unknown
+    extension or thresholds out of range, ModelError for a missing, unloadable or mismatched model.
     """
-    path = check_model_path(model_path)
+    from edge.api.detector import Detector
+
     PostprocessOptions(conf=conf, iou=iou)  # validates the thresholds before any loading
+    if model_path is None:  # a model on a server
+        with Detector(None, device=device, imgsz=imgsz) as remote:
+            _check_names(tuple(remote.names), tuple(names), device)
+            yield lambda image: remote.detect(image, conf=conf, iou=iou)
+        return
+    path = check_model_path(model_path)
     if path.suffix.lower() == ".keras":
         model = _load_keras(path)
         if getattr(model, "names", None) is not None:
             _check_names(tuple(model.names), tuple(names), path)
         yield keras_predictor(model, names, imgsz=imgsz, conf=conf, iou=iou)
         return
-    from edge.api.detector import Detector
-
     detector = Detector(path, device=device, imgsz=imgsz)
     _check_names(tuple(detector.names), tuple(names), path)
     try:
@@ -173,7 +179,7 @@ def _load_keras(path: Path) -> Any:
         raise ModelError(f"{path}: cannot load Keras model ({type(exc).__name__}: {exc})") from None
 
 
-def _check_names(model_names: tuple[str, ...], names: tuple[str, ...], path: Path) -> None:
+def _check_names(model_names: tuple[str, ...], names: tuple[str, ...], path: Path | str) -> None:
     if len(model_names) != len(names):
         raise ModelError(
             f"{path} predicts {len(model_names)} classes but the dataset has {len(names)}"

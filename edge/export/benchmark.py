@@ -139,6 +139,37 @@ def bench_onnx(
     return results, size
 
 
+def bench_remote(
+    device: str, imgsz: tuple[int, int] | None, runs: int, warmup: int, in_flight: int = 4
+) -> tuple[list[BenchResult], tuple[int, int]]:
+    """Time a model on a Triton server (`device` triton://HOST:PORT/MODEL): one frame per request,
+    then `in_flight` requests at once (what several streams send; the server may batch them)."""
+    from dataclasses import replace
+
+    from edge.runtime.session import SessionOptions, open_session
+
+    s = open_session(None, SessionOptions(device=device, warmup=0))
+    try:
+        size = s.input_size(imgsz)
+        h, w = size
+        shape = (1, 3, h, w) if s.contract.layout == "NCHW" else (1, h, w, 3)
+        x = np.random.default_rng(0).uniform(0, 255, shape).astype(s.input_dtype)
+        name = f"triton {s.address.model}"
+        one = summarise(
+            f"{name} 1 request",
+            "triton",
+            device,
+            "server",
+            time_calls(lambda: s.run(x), runs, warmup),
+        )
+        many = time_calls(lambda: s.run_many([x] * in_flight), max(1, runs // in_flight), warmup)
+        at_once = summarise(f"{name} {in_flight} in flight", "triton", device, "server", many)
+        at_once = replace(at_once, fps=in_flight * at_once.fps)  # frames/s: each call has several
+    finally:
+        s.close()
+    return [one, at_once], size
+
+
 def bench_keras(
     model_path: Path, imgsz: tuple[int, int] | None, runs: int, warmup: int
 ) -> tuple[list[BenchResult], Path, tuple[int, int]]:

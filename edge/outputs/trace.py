@@ -19,9 +19,10 @@ from pathlib import Path
 
 from edge.outputs import files
 from edge.runtime.observe import FrameResult, Observer
-from edge.runtime.timing import STAGES, FrameRecord, FrameTiming
+from edge.runtime.timing import PARTS, STAGES, FrameRecord, FrameTiming
 
 STAGE_TRACKS = STAGES  # one track per stage, in order
+PART_TRACKS = PARTS  # then one per part of a stage (network: a model on a server)
 _FRAME_TID = 10  # frame lanes are tids 10, 11, ...: overlapping frames need separate tracks
 FrameSpans = FrameTiming  # the name this module used before timing had its own module
 
@@ -66,7 +67,7 @@ class TraceWriter(Observer):
             meta = {"ph": "M", "pid": pid}
             self._emit({**meta, "name": "process_name", "args": {"name": source or "source"}})
             self._emit({**meta, "name": "process_sort_index", "args": {"sort_index": pid}})
-            for tid, stage in enumerate(STAGE_TRACKS, start=1):
+            for tid, stage in enumerate((*STAGE_TRACKS, *PART_TRACKS), start=1):
                 self._thread_name(pid, tid, stage)
         return pid
 
@@ -116,6 +117,9 @@ class TraceWriter(Observer):
             if stage == "inference":
                 args["batch"] = spans.batch
             self._span(pid, tid, stage, start, end, cat="stage", args=args)
+        for tid, (part, start, end) in enumerate(spans.parts(), start=len(STAGES) + 1):
+            if end > start:  # a model on a server: the call's time outside it
+                self._span(pid, tid, part, start, end, cat="stage", args={"frame": spans.frame})
         end = spans.sink_end_ns
         tid = self._lane(pid, spans.captured_ns, end)
         name = f"frame {spans.frame}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.errors import ServerLost
 from edge.runtime.accuracy import LiveScore
 from edge.runtime.annotate import draw
 from edge.runtime.feed import InlineFeed, Prepared, StreamReader, ThreadedFeed
@@ -31,7 +32,7 @@ from edge.runtime.machine import usable_cores
 from edge.runtime.observe import FrameResult, Observer, Processor
 from edge.runtime.postprocess import PostprocessOptions, postprocess
 from edge.runtime.preprocess import prepare
-from edge.runtime.session import ModelSession
+from edge.runtime.session import Call, ModelSession
 from edge.runtime.stats import Collector
 from edge.runtime.stream_state import (
     LoopResult,
@@ -47,6 +48,8 @@ from edge.sources import Source
 log = logging.getLogger(__name__)
 
 _END = object()  # queue sentinel
+SERVER = "server"  # the source name of a model server's outage events
+MAX_WARM = 64  # frames in the warm-up batch of a model with a dynamic batch, at most
 
 __all__ = ["Loop", "LoopOptions", "LoopResult", "StreamState", "batch_capacity", "stream_ids"]
 
@@ -86,9 +89,7 @@ class LoopOptions:
 @dataclass
 class _Inferred:
     item: Prepared
-    outputs: list[np.ndarray]
-    inf_start: int
-    inf_end: int
+    call: Call  # the inference call this frame was in: outputs, start, end, network part
     batch_index: int = 0  # this frame's row in batched outputs
     batch: int = 1
 
@@ -150,7 +151,9 @@ class Loop:
         self.imgsz = session.input_size(o.imgsz)
         self.capacity = batch_capacity(session)
         self.batched = o.batch and self.capacity != 1 and len(sources) > 1
-        self.most = (self.capacity or len(sources)) if self.batched else 1
+        self.most = min(self.capacity or len(sources), session.max_batch or len(sources))
+        if not self.batched:  # one frame a call; calls in flight together (a server): all streams
+            self.most = len(sources) if session.concurrent else 1
         self.streams = {
             sid: StreamState(sid, src, tracker=Tracker(o.track) if o.track else None)
             for sid, src in zip(self.ids, sources, strict=True)
@@ -170,6 +173,7 @@ class Loop:
         self._t0: int | None = None
         self._started_ns = time.perf_counter_ns()
         self._deadline: int | None = None
+        self._server_events: list[dict[str, object]] = []  # a model server's outages, as rows
 
     def _frames_left(self) -> int | None:
         """The frames this run will take, where known: a file's frame count, --max-frames."""
@@ -186,7 +190,7 @@ class Loop:
         """Run a full batch of zeros once, so the first timed batch pays no shape set-up."""
         if not self.batched:
             return
-        n = self.capacity or len(self.sources)
+        n = min(self.capacity or len(self.sources), self.session.max_batch or MAX_WARM)
         h, w = self.imgsz
         shape = (n, 3, h, w) if self.session.contract.layout == "NCHW" else (n, h, w, 3)
         self.session.run(np.zeros(shape, np.float32))
@@ -220,26 +224,20 @@ class Loop:
     # --- inference: the calling thread ----------------------------------------------------------
 
     def _infer(self, items: list[Prepared]) -> list[_Inferred]:
-        if not self.batched:
-            done = []
-            for item in items:
-                cpu = time.process_time_ns() if self._probing else 0
-                start = time.perf_counter_ns()
-                outputs = self.session.run(item.tensor)
-                done.append(_Inferred(item, outputs, start, time.perf_counter_ns()))
-                if self._probing:  # the CPU time of all of ORT's threads, for the plan
-                    self._infer_cpu_ns += time.process_time_ns() - cpu
+        if not self.batched:  # one call per frame (in flight together on a server)
+            cpu = time.process_time_ns() if self._probing else 0
+            calls = self.session.run_many([item.tensor for item in items], self._stalled)
+            if self._probing:  # the CPU time of all of ORT's threads, for the plan
+                self._infer_cpu_ns += time.process_time_ns() - cpu
             self._batches[1] += len(items)
-            return done
+            return [_Inferred(item, c) for item, c in zip(items, calls, strict=True)]
         batch = np.concatenate([item.tensor for item in items], axis=0)
         if self.capacity is not None and len(items) < self.capacity:  # a fixed batch size: pad
             pad = np.zeros((self.capacity - len(items), *batch.shape[1:]), batch.dtype)
             batch = np.concatenate([batch, pad], axis=0)
-        start = time.perf_counter_ns()
-        outputs = self.session.run(batch)
-        end = time.perf_counter_ns()
+        (c,) = self.session.run_many([batch], self._stalled)
         self._batches[len(items)] += 1
-        return [_Inferred(it, outputs, start, end, k, len(items)) for k, it in enumerate(items)]
+        return [_Inferred(it, c, k, len(items)) for k, it in enumerate(items)]
 
     # --- finishing: post-process, track, process, draw, observe ---------------------------------
 
@@ -248,7 +246,7 @@ class Loop:
         item, frame = done.item, done.item.frame
         state = self.streams[self.ids[item.stream]]
         t_post = time.perf_counter_ns()
-        dets = postprocess(done.outputs, contract, item.letterbox, o.post, done.batch_index)
+        dets = postprocess(done.call.outputs, contract, item.letterbox, o.post, done.batch_index)
         if state.tracker is not None:
             dets = state.tracker.update(dets)
         result = FrameResult(state.id, frame, dets)
@@ -280,13 +278,14 @@ class Loop:
             item.wait_start_ns,
             item.prep_start_ns,
             item.prep_end_ns,
-            done.inf_start,
-            done.inf_end,
+            done.call.start_ns,
+            done.call.end_ns,
             t_post,
             post_end,
             render_end,
             end,
             done.batch,
+            network_ns=done.call.network_ns,
         )
         result.record = FrameRecord.of(
             result.timing, self._t0, state.source.stats.dropped, len(dets)
@@ -316,7 +315,8 @@ class Loop:
     # --- events ---------------------------------------------------------------------------------
 
     def _source_events(self) -> None:
-        """New source events (outages) as rows: to the observers and the stream's state."""
+        """New source events (outages; a model server's too) as rows: to the observers and the
+        stream's state (the server's: `_server_events`)."""
         with self._events_lock:
             t0 = self._t0 if self._t0 is not None else self._started_ns
             for state in self.streams.values():
@@ -324,6 +324,10 @@ class Loop:
                     state.events.append(event_row(event, t0, state.id))
                     for ob in self.observers:
                         ob.on_event(state.events[-1])
+            for event in list(self.session.events)[len(self._server_events) :]:
+                self._server_events.append(event_row(event, t0, SERVER))
+                for ob in self.observers:
+                    ob.on_event(self._server_events[-1])
 
     def _publish_events(self, sid: str, index: int, events: list[dict[str, object]]) -> None:
         with self._events_lock:
@@ -380,7 +384,13 @@ class Loop:
                     break
                 if taken:
                     turn = (taken[-1].stream + 1) % len(self.sources)
-                    for done in self._infer(taken):
+                    try:
+                        inferred = self._infer(taken)
+                    except ServerLost as exc:  # the model server is gone for good
+                        log.error("%s", exc)
+                        stopped_by = "server lost"
+                        break
+                    for done in inferred:
                         if finish_q is not None:
                             self._put(finish_q, done, workers)
                         elif not self._finish(done):
@@ -404,7 +414,7 @@ class Loop:
                 workers.raise_first()
                 if stopped_by != "end":
                     break
-            if stopped_by == "end":  # or a stalled live source was told to stop waiting
+            if stopped_by in ("end", "server lost"):  # or a wait (a source, the server) was stopped
                 if self.stop.is_set():
                     stopped_by = "signal"
                 elif self._late():
@@ -426,7 +436,9 @@ class Loop:
         if stopped_by == "end" and any(s.source.gave_up for s in self.streams.values()):
             stopped_by = "source lost"
         self._collector.dropped = sum(s.source.stats.dropped for s in self.streams.values())
-        return LoopResult(self._collector, self.streams, stopped_by, self._batches)
+        return LoopResult(
+            self._collector, self.streams, stopped_by, self._batches, self._server_events
+        )
 
     def _put(self, q: queue.Queue, item: object, workers: _Workers) -> None:
         while True:

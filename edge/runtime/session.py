@@ -10,7 +10,7 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -58,13 +58,46 @@ def quiet_ort() -> Iterator[None]:
 
 
 BINDINGS = ("auto", "on", "off")
+REMOTE = "triton://"  # a --device naming a model on a Triton Inference Server
+
+
+@dataclass
+class Call:
+    """One inference call of `run_many`: its outputs, when it started and ended (perf_counter_ns)
+    and, for a model on a server, the part of that time outside the server (`network_ns`)."""
+
+    outputs: list[np.ndarray]
+    start_ns: int
+    end_ns: int
+    network_ns: int = 0
+
+
+def input_size(
+    shape: Sequence[object], contract: ModelContract, imgsz: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """(height, width) to feed a model of input `shape`: its fixed size, else `imgsz`, else the
+    contract's, else 640x640."""
+    dims = shape[2:4] if contract.layout == "NCHW" else shape[1:3]
+    fixed = [d if isinstance(d, int) and d > 0 else 0 for d in dims]
+    if all(fixed):
+        if imgsz is not None and tuple(imgsz) != tuple(fixed):
+            raise ValueError(
+                f"--imgsz {imgsz[0]}x{imgsz[1]}: this model has a fixed input of {fixed[0]}x{fixed[1]}"
+            )
+        return (fixed[0], fixed[1])
+    if imgsz is not None:
+        return (int(imgsz[0]), int(imgsz[1]))
+    if all(contract.imgsz):
+        return contract.imgsz
+    return (640, 640)
 
 
 @dataclass(frozen=True)
 class SessionOptions:
     """How to run a model.
 
-    `device`: auto|cpu|cuda|tensorrt|openvino|coreml|directml. `bind`: IO binding with buffers on
+    `device`: auto|cpu|cuda|tensorrt|openvino|coreml|directml, or triton://HOST:PORT/MODEL for a
+    model on a Triton Inference Server (`open_session`; edge.runtime.remote). `bind`: IO binding with buffers on
     the device that runs the model (auto: on GPU providers; on: everywhere, the CPU included).
     `cuda_graph`: capture the model once as a CUDA graph and replay it (fixed-shape models on CUDA;
     implies binding). `pinned`: with binding on CUDA, the input in page-locked host memory where
@@ -86,8 +119,11 @@ class SessionOptions:
     spinning: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.device not in DEVICES and not self.device.startswith(REMOTE):
+            raise ValueError(
+                f"--device must be one of {', '.join(DEVICES)} or {REMOTE}HOST:PORT/MODEL, "
+                f"got {self.device!r}"
+            )
         if self.threads < 0:
             raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.warmup < 0:
@@ -202,7 +238,16 @@ def _host_accessible_memory(provider: str) -> Any:
 
 
 class ModelSession:
-    """An ONNX model ready to run: its contract, input shape and the providers that actually run."""
+    """An ONNX model ready to run: its contract, input shape and the providers that actually run.
+
+    `edge.runtime.remote.RemoteSession` answers the loop the same way for a model on a server;
+    what differs is declared here: `concurrent` (run_many's calls overlap), `max_batch` (the most
+    frames one call takes; None: the input's batch dimension says) and `events` (outages).
+    """
+
+    concurrent = False
+    max_batch: int | None = None
+    events: Sequence[object] = ()
 
     def __init__(self, path: str | Path, options: SessionOptions | None = None) -> None:
         import onnxruntime as ort
@@ -295,19 +340,7 @@ class ModelSession:
 
     def input_size(self, imgsz: tuple[int, int] | None = None) -> tuple[int, int]:
         """(height, width) to feed: the model's fixed size, else `imgsz`, else the contract's."""
-        dims = self.input_shape[2:4] if self.contract.layout == "NCHW" else self.input_shape[1:3]
-        fixed = [d if isinstance(d, int) and d > 0 else 0 for d in dims]
-        if all(fixed):
-            if imgsz is not None and tuple(imgsz) != tuple(fixed):
-                raise ValueError(
-                    f"--imgsz {imgsz[0]}x{imgsz[1]}: this model has a fixed input of {fixed[0]}x{fixed[1]}"
-                )
-            return (fixed[0], fixed[1])
-        if imgsz is not None:
-            return (int(imgsz[0]), int(imgsz[1]))
-        if all(self.contract.imgsz):
-            return self.contract.imgsz
-        return (640, 640)
+        return input_size(self.input_shape, self.contract, imgsz)
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         """One inference; with binding, through buffers on the device (see `DeviceBinding`).
@@ -320,6 +353,23 @@ class ModelSession:
         if self.binding is None:
             return self._session.run(None, {self.input_name: tensor})
         return self.binding.run(tensor)
+
+    def run_many(
+        self, tensors: Sequence[np.ndarray], stalled: Callable[[], bool] | None = None
+    ) -> list[Call]:
+        """One call per tensor, one after the other (a local model has no requests in flight)."""
+        calls = []
+        for tensor in tensors:
+            start = time.perf_counter_ns()
+            outputs = self.run(tensor)
+            calls.append(Call(outputs, start, time.perf_counter_ns()))
+        return calls
+
+    def close(self) -> None:
+        """Nothing to release: ONNX Runtime frees the model with the session."""
+
+    def server_stats(self) -> None:
+        """What a model server did (`RemoteSession`); a local model has none."""
 
     def warm_up(self, imgsz: tuple[int, int], runs: int | None = None) -> float:
         """Run zeros through the model so the first timed frame pays no start-up cost; seconds spent."""
@@ -343,3 +393,23 @@ class ModelSession:
 
     def describe(self) -> str:
         return f"{self.path.name} on {self.device} ({', '.join(self.providers)})"
+
+
+def open_session(
+    model: str | Path | None, options: SessionOptions | None = None, remote: Any = None
+) -> Any:
+    """A `ModelSession` for a local ONNX file, or a `RemoteSession` when `options.device` is
+    triton://HOST:PORT/MODEL (then `model` must be None: the server's model and contract are
+    used). `remote`: `edge.runtime.remote.RemoteOptions` (shared memory, timeouts, reconnects)."""
+    options = options or SessionOptions()
+    if options.device.startswith(REMOTE):
+        if model is not None:
+            raise ValueError(
+                f"--model {model}: --device {options.device} runs the server's model; drop --model"
+            )
+        from edge.runtime.remote import RemoteSession
+
+        return RemoteSession(options.device, options, remote)
+    if model is None:
+        raise ModelError("no model given: pass an ONNX file")
+    return ModelSession(model, options)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.runtime.timing import SPANS, STAGES, FrameRecord
+from edge.runtime.timing import PARTS, SPANS, STAGES, FrameRecord
 
 
 class Rolling:
@@ -58,7 +58,7 @@ class StageStats:
 class Collector:
     """Keeps every frame's stage times in compact arrays (flat memory on long runs) for the summary."""
 
-    COLUMNS = tuple(f"{name}_ms" for name in (*STAGES, *SPANS))
+    COLUMNS = tuple(f"{name}_ms" for name in (*STAGES, *PARTS, *SPANS))
 
     def __init__(self) -> None:
         self._cols = {c: array("f") for c in self.COLUMNS}
@@ -126,9 +126,13 @@ def format_summary(c: Collector, header: dict[str, str]) -> str:
     lines.append(
         f"{'stage (ms)':<14}{'count':>7}{'mean':>9}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"
     )
-    for col in Collector.COLUMNS:
-        s = c.stats(col)
-        label = col[:-3]
+    # A part of a stage follows it, indented; one that never happened (a local model) is left out.
+    order = [n for stage in STAGES for n in (stage, *(p for p in PARTS if stage == "inference"))]
+    for name in (*order, *SPANS):
+        s = c.stats(f"{name}_ms")
+        if name in PARTS and not s.max:
+            continue
+        label = f"  {name}" if name in PARTS else name
         lines.append(
             f"{label:<14}{s.count:>7}{s.mean:>9.2f}{s.p50:>9.2f}{s.p95:>9.2f}{s.p99:>9.2f}{s.max:>9.2f}"
         )

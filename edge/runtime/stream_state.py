@@ -36,8 +36,11 @@ class StreamState:
 class LoopResult:
     collector: Collector  # every stream's frames together
     streams: dict[str, StreamState]
-    stopped_by: str  # "end", "max_frames", "duration", "signal", "sink", "source lost"
+    stopped_by: (
+        str  # "end", "max_frames", "duration", "signal", "sink", "source lost", "server lost"
+    )
     batch_sizes: Counter = field(default_factory=Counter)  # frames per inference call -> calls
+    server_events: list[dict[str, object]] = field(default_factory=list)  # a model server's outages
 
     @property
     def events(self) -> list[dict[str, object]]:
