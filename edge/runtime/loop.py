@@ -184,7 +184,8 @@ class Loop:
         """How the run went: threads beside inference or not, ONNX Runtime's threads, chosen?"""
         how = "reader and finishing threads beside inference" if self.overlap else "one thread"
         chosen = f", chosen from {PROBE_FRAMES} timed frames" if self.plan else ""
-        return f"{how}, {self.session.intra_threads} ONNX Runtime thread(s){chosen}"
+        threads = self.session.intra_threads  # 0: the model runs on a server
+        return f"{how}, {threads or 'no local'} ONNX Runtime thread(s){chosen}"
 
     def warm_up(self) -> None:
         """Run a full batch of zeros once, so the first timed batch pays no shape set-up."""

@@ -117,6 +117,11 @@ class RemoteSession:
     def device(self) -> str:
         return "triton"
 
+    @property
+    def intra_threads(self) -> int:
+        """No ONNX Runtime threads here: the server runs the model."""
+        return 0
+
     def describe(self) -> str:
         return f"{self.address.model} on {self.address} (Triton {self.server.get('version', '?')}, {self.platform})"
 
