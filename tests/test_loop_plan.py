@@ -168,9 +168,16 @@ def test_waiting_that_is_not_cpu_is_hidden_even_on_a_busy_machine():
     assert not plan_for([replace(p, busy=None)]).overlap
 
 
+def test_a_model_on_a_server_has_no_local_threads_and_still_overlaps():
+    # Triton: inference is a network wait (no CPU here), so reading and finishing hide behind it.
+    p = probe(threads=0)
+    assert p.threads == 0
+    assert plan_for([replace(p, infer_cpu=0.0)], on_cpu=False).overlap
+
+
 def test_bad_numbers_are_refused():
     with pytest.raises(ValueError, match="threads"):
-        probe(threads=0)
+        probe(threads=-1)
     with pytest.raises(ValueError, match="cores"):
         plan_for([probe()], cores=0)
     with pytest.raises(ValueError, match="probe"):
