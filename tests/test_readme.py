@@ -70,7 +70,7 @@ BOUNDS: tuple[tuple[str, str, str], ...] = (
     ("edge train", r"--imgsz|--resume", "--imgsz 64"),
     ("edge train", r"--batch|--resume", "--batch 8"),
     ("edge bench", r"--runs", "--runs 5 --warmup 1"),
-    ("python scripts/bench_loop.py", r"--frames", "--frames 60 --live-frames 0 --repeats 1"),
+    ("python scripts/bench_loop.py", r"--frames", "--frames 60 --live-frames 0"),
 )
 
 
