@@ -4,8 +4,8 @@ Runs the `tritonserver` binary that the `nvidia-pytriton` wheel ships (Triton 2.
 backend) on a model repository written by `edge export --triton`, with ONNX Runtime as a
 Python-based backend named `onnxruntime` (scripts/triton_backend/model.py) in place of Triton's
 C++ one, which only NVIDIA's containers carry. The wheel is fetched once with pip
-(`--no-deps --target`, ~150 MB, into ~/.cache/edge-tests unless EDGE_TEST_CACHE says where): it
-pins numpy<2, so it is not installed into the environment; the server's Python backend runs this
+(`--no-deps --target`, ~150 MB, into $TMPDIR/edge-tests unless EDGE_TEST_CACHE says where; never
+under $HOME): it pins numpy<2, so it is not installed into the environment; the server's Python backend runs this
 interpreter's own packages (onnxruntime, numpy).
 
     python scripts/triton_server.py REPO --port 8001                 # until Ctrl-C
@@ -29,7 +29,7 @@ from pathlib import Path
 
 PYTRITON = "nvidia-pytriton==0.7.0"
 HERE = Path(__file__).resolve().parent
-CACHE = Path(os.environ.get("EDGE_TEST_CACHE", Path.home() / ".cache" / "edge-tests"))
+CACHE = Path(os.environ.get("EDGE_TEST_CACHE", Path(tempfile.gettempdir()) / "edge-tests"))
 
 
 def pytriton_home() -> Path:
