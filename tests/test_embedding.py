@@ -9,7 +9,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge
+from edge.sources.synthetic import SyntheticScene
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -106,3 +113,31 @@ def test_no_library_module_swaps_file_descriptors():
         offenders += [f"{path.relative_to(REPO)}: {c}" for c in calls if c in ("os.dup", "os.dup2")]
     assert offenders == []
     assert "os.dup2" in _calls(ast.parse((REPO / "edge/cli/quiet.py").read_text()))  # can fail
+
+
+@pytest.mark.parametrize("bind", ["on", "off"])
+def test_one_detector_serves_four_threads_with_the_single_thread_results(bind):
+    """ "on" is the IO binding a GPU session runs with (fixed input buffer, bound outputs),
+    here on the CPU; "off" the plain run."""
+    detector = edge.Detector(device="cpu", bind=bind)
+    assert (detector.session.binding is not None) == (bind == "on")
+    scene = SyntheticScene(320, 240, seed=3)
+    images = [scene.frame(i).image for i in range(16)]
+    expect = [detector.detect(image) for image in images]
+    assert len({len(d) for d in expect}) > 1  # the images really differ in what is found
+    wrong: list[tuple[int, int]] = []
+
+    def work(k: int) -> None:
+        for j in range(100):
+            i = (7 * j + k) % len(images)
+            got, want = detector.detect(images[i]), expect[i]
+            same = np.array_equal(got.xyxy, want.xyxy) and np.array_equal(got.score, want.score)
+            if not (same and np.array_equal(got.class_id, want.class_id)):
+                wrong.append((k, i))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -146,7 +147,9 @@ class DeviceBinding:
     writes the same addresses: what CUDA graph replay needs, and no allocation per frame.
     With `pinned` (CUDA, no graph), the input lives in page-locked host memory where this ORT
     build offers it (`OrtEpDevice.memory_info(HOST_ACCESSIBLE)`), so its copy to the GPU is a
-    DMA; `input_memory` says which memory it got.
+    DMA; `input_memory` says which memory it got. Those buffers are one per binding, so a run
+    holds the binding's lock from refilling the input to copying the outputs out: threads
+    sharing a session take turns instead of reading each other's results.
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class DeviceBinding:
         self._binding = session.io_binding()
         self._input: Any = None
         self._outputs_fixed = False
+        self._lock = threading.Lock()
 
     def _new_input(self, shape: tuple[int, ...], dtype: Any) -> Any:
         import onnxruntime as ort
@@ -183,7 +187,10 @@ class DeviceBinding:
         return ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, self.device, 0)
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        with self._lock:
+            return self._run(tensor)
 
+    def _run(self, tensor: np.ndarray) -> list[np.ndarray]:
         b = self._binding
         if self._input is None or tuple(self._input.shape()) != tensor.shape:
             self._input = self._new_input(tensor.shape, tensor.dtype)
