@@ -32,6 +32,7 @@ class Case:
     what: str
     args: tuple[str, ...]  # after `edge`
     code: int = 2  # the exit code: 2 (bad input) unless the command reports problems (1)
+    env: tuple[tuple[str, str], ...] = ()  # set for this case on top of ENV
 
 
 def _case(group: str, what: str, command: str, code: int = 2) -> Case:
@@ -326,6 +327,21 @@ CASES = (
     _case("triton", "--model with a server's model", f"run {M} --device triton://127.0.0.1:9/m"),
     _case("triton", "an ONNX model to export without --triton", "export tiny.onnx"),
     _case("triton", "--triton naming a file", "export tiny.onnx --triton tiny.onnx"),
+    # Issue 18 (embed): a display that is gone (DISPLAY=:99): a window only if one really opens.
+    Case(
+        "display",
+        "DISPLAY=:99, a display that is gone: runs headless, says so (exit 0)",
+        tuple(f"run {M} --source synthetic --max-frames 5".split()),
+        0,
+        (("DISPLAY", ":99"),),
+    ),
+    Case(
+        "display",
+        "DISPLAY=:99, a display that is gone, with --show",
+        tuple(f"run {M} --source synthetic --max-frames 5 --show".split()),
+        2,
+        (("DISPLAY", ":99"),),
+    ),
 )
 
 
@@ -475,7 +491,7 @@ def run_case(case: Case, work: Path, timeout: float = 120) -> Outcome:
         [sys.executable, "-m", "edge", *case.args],
         capture_output=True,
         text=True,
-        env=ENV,
+        env={**ENV, **dict(case.env)},
         cwd=work,
         timeout=timeout,
     )

@@ -278,3 +278,45 @@ def test_global_flags_may_come_before_the_command(tiny_model, argv):
     r = edge(*argv, "--model", str(tiny_model), "--no-show")
     assert r.returncode == 0, r.stderr
     assert "frames" in r.stdout and "stopped by max_frames" in r.stdout
+
+
+# A display that is gone: OpenCV's Qt cannot connect and, asked for a window, aborts the process.
+GONE = {**ENV, "DISPLAY": ":99"}
+
+
+def test_a_display_that_is_gone_means_no_window_and_one_line(tmp_path, tiny_model):
+    args = ["run", "--model", str(tiny_model), "--source", "synthetic", "--max-frames", "5"]
+    r = subprocess.run(
+        [sys.executable, "-m", "edge", *args, "--jsonl", "d.jsonl"],
+        capture_output=True, text=True, env=GONE, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("no window ("), r.stderr
+    assert "running headless" in lines[0]
+    assert "q in the window" not in r.stdout  # the run was told it has no window
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("display", [":99", ""])  # gone, and none at all
+def test_show_without_a_usable_display_is_one_line_naming_show(tmp_path, tiny_model, display):
+    args = ["run", "--model", str(tiny_model), "--source", "synthetic", "--max-frames", "5"]
+    r = subprocess.run(
+        [sys.executable, "-m", "edge", *args, "--show"],
+        capture_output=True, text=True, env={**ENV, "DISPLAY": display}, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("edge run: error: --show: cannot open a window ("), lines[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.onnx"]  # nothing written
+
+
+def test_the_library_display_refuses_instead_of_aborting():
+    code = "from edge.outputs.sinks import Display\ntry:\n    Display()\nexcept Exception as e:\n"
+    code += "    print(type(e).__name__, e)"
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=GONE, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("EdgeError --show: cannot open a window"), r.stdout

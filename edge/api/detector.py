@@ -29,6 +29,11 @@ class Detector:
         conf, iou, classes, max_det: the defaults of `detect` (score threshold, NMS overlap, the
             classes to keep by name or id, most boxes per image).
         threads: ONNX Runtime intra-op threads (0: its default).
+        bind: IO binding, buffers on the device that runs the model: "auto" (on GPU providers),
+            "on" (everywhere, the CPU included) or "off".
+
+    `detect` may be called from several threads at once on one Detector; with binding, their
+    inferences take turns (the bound buffers are one per Detector).
 
     Raises:
         ModelError: the file is missing, not ONNX, or not a detector edge can feed and decode
@@ -47,12 +52,15 @@ class Detector:
         classes: Sequence[str | int] | None = None,
         max_det: int = 300,
         threads: int = 0,
+        bind: str = "auto",
     ) -> None:
         remote = device.startswith(REMOTE)
         path = None if remote and model is None else bundled_model() if model is None else model
         if path is None and not remote:
             raise ModelError("no bundled model found; pass model='your.onnx'")
-        self.session = open_session(path, SessionOptions(device=device, threads=threads, warmup=1))
+        self.session = open_session(
+            path, SessionOptions(device=device, threads=threads, warmup=1, bind=bind)
+        )
         self.contract = self.session.contract
         self.names: tuple[str, ...] = tuple(self.contract.names)
         self.imgsz: tuple[int, int] = self.session.input_size(imgsz)

@@ -74,9 +74,26 @@ def _source_specs(args: argparse.Namespace) -> list[str]:
 
 
 def has_display() -> bool:
+    """Whether a display is configured (not yet whether a window opens: `decide_show`)."""
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def decide_show(asked: bool | None) -> bool:
+    """--show / --no-show / neither (a window where a display is configured), kept only if a
+    window really opens: asked for, one line naming --show; implied, one warning and none."""
+    from edge.outputs.sinks import window_problem
+
+    if asked is False or (asked is None and not has_display()):
+        return False
+    problem = window_problem()
+    if not problem:
+        return True
+    if asked:
+        raise EdgeError(f"--show: cannot open a window ({problem}); run headless with --no-show")
+    log.warning("no window (%s); running headless, as with --no-show", problem)
+    return False
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -256,6 +273,7 @@ def main(args: argparse.Namespace) -> int:
         args.jsonl_stdout = sys.stdout
         sys.stdout = sys.stderr
     track = args.track or run_analytics.wanted(args)  # lines and zones follow objects
+    show = decide_show(args.show)
     # From here on Ctrl-C/SIGTERM ask for a clean stop (files finalised), even during start-up.
     stop = threading.Event()
     _install_stop(stop)
@@ -313,7 +331,6 @@ def main(args: argparse.Namespace) -> int:
                 "TensorRT builds an engine on first use; this can take minutes (cached with --trt-cache)"
             )
     warm = session.warm_up(imgsz)
-    show = has_display() if args.show is None else args.show
     with contextlib.ExitStack() as stack:
         stack.callback(session.close)
         sources = _open_sources(specs, src_opts, stack)

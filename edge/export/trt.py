@@ -14,36 +14,15 @@ log = logging.getLogger(__name__)
 
 
 def tensorrt_available() -> tuple[bool, str]:
-    """(whether ONNX Runtime really runs TensorRT here, which providers it ran instead).
+    """(whether ONNX Runtime really runs TensorRT here, what it runs instead and why).
 
     onnxruntime-gpu lists TensorRT on machines with no GPU or no TensorRT libraries and then
-    falls back to the CPU, so a one-node model is opened to see what actually runs.
+    falls back to the CPU, so a one-node model is started on it (in a probe process) to see.
     """
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
+    from edge.runtime.providers import CPU, TRT, probe
 
-    from edge.runtime.session import TRT, quiet_ort
-
-    if TRT not in ort.get_available_providers():
-        return False, ", ".join(ort.get_available_providers())
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
-    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    probe.ir_version = 8
-    so = ort.SessionOptions()
-    so.log_severity_level = 4
-    try:
-        with quiet_ort():
-            session = ort.InferenceSession(
-                probe.SerializeToString(),
-                sess_options=so,
-                providers=[TRT, "CPUExecutionProvider"],
-            )
-    except Exception as exc:  # ORT raises its own untyped errors
-        return False, f"error: {str(exc).strip().splitlines()[0][:120]}"
-    providers = session.get_providers()
-    return providers[0] == TRT, ", ".join(providers)
+    state = probe(TRT)
+    return state.starts, TRT if state.starts else f"{CPU}; TensorRT: {state.describe()}"
 
 
 def build_cache(path: Path, cache: Path, fp16: bool = True) -> float:

@@ -8,7 +8,10 @@ place, so an interrupted run leaves a complete file and a failed one (disk full)
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import re
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,13 +43,57 @@ class Sink(Observer):
         return self
 
 
+# Opens and closes one window; a display that is gone (or none, or a headless OpenCV) makes
+# OpenCV's Qt abort the whole process, so this runs in a child process first.
+_WINDOW_PROBE = (
+    "import cv2, sys\n"
+    "try:\n"
+    "    cv2.namedWindow('edge', cv2.WINDOW_NORMAL); cv2.waitKey(1)\n"
+    "    cv2.destroyAllWindows(); cv2.waitKey(1)\n"
+    "except cv2.error as exc:\n"
+    "    print(exc.msg.strip().splitlines()[-1], file=sys.stderr); sys.exit(3)\n"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def window_problem(timeout_s: float = 20.0) -> str:
+    """'' when an OpenCV window really opens here, else why not, in a few words. Asked once per
+    process, in a child process: where OpenCV cannot reach a display it aborts the process."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _WINDOW_PROBE],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"opening a window did not finish in {timeout_s:g} s"
+    except OSError as exc:
+        return f"no probe process ({exc.strerror})"
+    if done.returncode == 0:
+        return ""
+    said = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+    first = re.sub(r"^qt\.[\w.]+: ", "", said[0])[:120] if said else ""  # Qt's log category
+    how = "aborted" if done.returncode < 0 else f"exited with code {done.returncode}"
+    if done.returncode == 3 and first:
+        return first  # OpenCV's own words (a build without a GUI)
+    return f"OpenCV's window system {how}" + (f": {first}" if first else "")
+
+
 class Display(Sink):
-    """An OpenCV window; q or Esc stops the run."""
+    """An OpenCV window; q or Esc stops the run. Refused (EdgeError) where no window opens."""
 
     needs_image = True
 
     def __init__(self, title: str = "edge") -> None:
         self.title = title
+        problem = window_problem()
+        if problem:
+            raise EdgeError(
+                f"--show: cannot open a window ({problem}); run headless with --no-show"
+            )
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:

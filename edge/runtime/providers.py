@@ -1,20 +1,25 @@
 """ONNX Runtime execution providers: which `--device` asks for which, and why one does not start.
 
 ONNX Runtime lists CUDA and TensorRT on a machine without a GPU and then quietly runs on the CPU,
-logging the real reason (a missing library, a driver too old) in a coloured C++ log line. Here that
-text is captured while a session starts and turned into one line that names the cause.
+logging the real reason (a missing library, a driver too old) in coloured C++ log lines and
+Python prints. So each accelerator is first started in a child process (`probe`, once per
+process and provider): its output is read from the child's pipes and turned into one line that
+names the cause, and a session here is only given the providers that started there. Nothing in
+this process's stdout/stderr is touched: a host program's threads keep printing meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import re
+import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,57 +64,26 @@ def short_name(provider: str) -> str:
     return SHORT.get(provider, provider)
 
 
-_preloaded: list[str] = []
+_preload_lock = threading.Lock()
+_preloaded: list[bool] = []
 
 
-def preload_gpu_libraries() -> str:
+def preload_gpu_libraries() -> None:
     """Call `onnxruntime.preload_dlls()` once (ORT >= 1.21): it loads CUDA and cuDNN from the
-    NVIDIA pip packages (`onnxruntime-gpu[cuda,cudnn]`), so no system CUDA is needed. Returns what
-    it printed (the libraries it could not load), for the diagnosis."""
+    NVIDIA pip packages (`onnxruntime-gpu[cuda,cudnn]`), so no system CUDA is needed. It prints
+    the libraries it cannot load, so a session only calls it for a provider its probe process
+    saw start (`probe`), where it has nothing to say."""
     import onnxruntime as ort
 
-    if _preloaded:
-        return _preloaded[0]
-    text = ""
-    if hasattr(ort, "preload_dlls"):
-        with capture_native_output() as captured:
+    with _preload_lock:
+        if _preloaded:
+            return
+        _preloaded.append(True)
+        if hasattr(ort, "preload_dlls"):
             try:
                 ort.preload_dlls()
             except Exception as exc:  # a broken NVIDIA package must not stop a CPU fallback
-                captured.append(f"preload_dlls failed: {exc}")
-        text = "\n".join(captured)
-    _preloaded.append(text)
-    return text
-
-
-@contextlib.contextmanager
-def capture_native_output() -> Iterator[list[str]]:
-    """Catch what ONNX Runtime writes to stdout/stderr (C++ logs and Python prints) while the
-    block runs; the list holds the text afterwards. Log level is raised to warnings meanwhile so
-    the provider-load errors are there to read; nothing reaches the terminal."""
-    import onnxruntime as ort
-
-    captured: list[str] = []
-    ort.set_default_logger_severity(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            ort.set_default_logger_severity(3)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", "replace")
-            captured.append(re.sub(r"\x1b\[[0-9;]*m", "", text))  # ORT colours its log lines
+                log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
 def cuda_driver() -> str:
@@ -128,8 +102,14 @@ def cuda_driver() -> str:
     return f"no NVIDIA driver ({names[0]} not found)"
 
 
-def diagnose(provider: str, native_text: str, available: list[str]) -> str:
-    """One line on why `provider` did not start, from ORT's captured log text."""
+def diagnose(
+    provider: str,
+    native_text: str,
+    available: list[str],
+    missing_here: Sequence[str] | None = None,
+) -> str:
+    """One line on why `provider` did not start, from ORT's log text. `missing_here`: what its
+    library needs that the process it ran in could not load (None: `provider_missing` here)."""
     if provider not in available:
         return (
             f"not compiled into this onnxruntime build ({_installed_build()}); it comes with "
@@ -143,7 +123,8 @@ def diagnose(provider: str, native_text: str, available: list[str]) -> str:
         r"LoadLibrary failed with error \d+ \S+ when trying to load \S*?" + lib, native_text
     )
     logged = bool(found)
-    found += provider_missing(provider)  # what its library needs, as ldd resolves it
+    # what its library needs, as ldd resolves it
+    found += provider_missing(provider) if missing_here is None else list(missing_here)
     if provider in NVIDIA:  # the driver has its own part below
         found = [name for name in found if not name.startswith("libcuda.so")]
     missing = sorted(set(found))
@@ -190,30 +171,102 @@ class ProviderState:
         return f"compiled in, does not start: {self.reason}"
 
 
+_PROBE_MARK = "edge-probe-result: "
+_PROBE_TIMEOUT_S = 300  # a TensorRT engine build for the one-node model included
+_probe_lock = threading.Lock()
+_probed: dict[str, ProviderState] = {}
+
+
 def probe(provider: str) -> ProviderState:
-    """Start a one-node session on `provider` alone and read back what really runs."""
-    import numpy as np
+    """Whether `provider` really starts here, and why not: the CPU in this process, any other
+    provider in a child process (`probe_child_main`), once per process (the answer is kept)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     if provider not in available:
         return ProviderState(provider, False, False, diagnose(provider, "", available))
-    text = preload_gpu_libraries() if provider in NVIDIA else ""
-    so = ort.SessionOptions()
-    so.log_severity_level = 2
+    if provider == CPU:
+        runs, error = start_here(CPU)
+        return ProviderState(CPU, True, runs == CPU, error)
+    with _probe_lock:  # threads opening sessions at once share one probe per provider
+        if provider not in _probed:
+            _probed[provider] = _probe_in_child(provider, available)
+        return _probed[provider]
+
+
+def _probe_in_child(provider: str, available: list[str]) -> ProviderState:
+    import onnxruntime as ort
+
+    # The child imports this edge and this onnxruntime, wherever they were found.
+    roots = [str(Path(__file__).resolve().parents[2]), str(Path(ort.__file__).parents[1])]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*roots, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    code = "import sys; from edge.runtime.providers import probe_child_main as m; m(sys.argv[1])"
     try:
-        with capture_native_output() as captured:
-            s = ort.InferenceSession(
-                tiny_model(), sess_options=so, providers=list(dict.fromkeys([provider, CPU]))
-            )
-            s.run(None, {"x": np.zeros((1, 4), np.float32)})
-    except Exception as exc:  # a provider's load failure is information here, not an error
-        return ProviderState(provider, True, False, str(exc).strip().splitlines()[0][:200])
-    if s.get_providers()[0] == provider:
+        done = subprocess.run(
+            [sys.executable, "-c", code, provider],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return ProviderState(provider, True, False, f"its probe ran over {_PROBE_TIMEOUT_S} s")
+    except OSError as exc:
+        return ProviderState(provider, True, False, f"no probe process ({exc})")
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
+    results = [ln[len(_PROBE_MARK) :] for ln in lines if ln.startswith(_PROBE_MARK)]
+    logged = [ln for ln in lines if not ln.startswith(_PROBE_MARK)]
+    logged += done.stderr.decode("utf-8", "replace").splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(logged))  # ORT colours its log lines
+    if not results:  # the provider took its process down (a crash in a native library)
+        reason = diagnose(provider, text, available)
+        return ProviderState(
+            provider, True, False, f"its probe process ended with code {done.returncode}; {reason}"
+        )
+    result = json.loads(results[-1])
+    if result["error"]:
+        return ProviderState(provider, True, False, result["error"])
+    if result["runs"] == provider:
         return ProviderState(provider, True, True)
     return ProviderState(
-        provider, True, False, diagnose(provider, text + "\n".join(captured), available)
+        provider, True, False, diagnose(provider, text, available, result["missing"])
     )
+
+
+def probe_child_main(provider: str) -> None:
+    """In a probe process: start `provider` on `tiny_model`, ORT's log at warnings so the
+    reason is in this process's output, and print the outcome as the last line (JSON)."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(2)
+    if provider in NVIDIA:
+        preload_gpu_libraries()
+    runs, error = start_here(provider, log_level=2)
+    result = {"runs": runs, "error": error, "missing": list(provider_missing(provider))}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    print(_PROBE_MARK + json.dumps(result), flush=True)
+
+
+def start_here(provider: str, log_level: int = 3) -> tuple[str, str]:
+    """Start a one-node session on `provider` (the CPU behind it) in this process: (the
+    provider that runs it, ''), or ('', the first line of ORT's error)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = log_level
+    try:
+        s = ort.InferenceSession(
+            tiny_model(), sess_options=so, providers=list(dict.fromkeys([provider, CPU]))
+        )
+        s.run(None, {"x": np.zeros((1, 4), np.float32)})
+    except Exception as exc:  # a provider's load failure is information here, not an error
+        text = str(exc).strip()
+        return "", text.splitlines()[0][:200] if text else type(exc).__name__
+    return s.get_providers()[0], ""
 
 
 def tiny_model() -> bytes:

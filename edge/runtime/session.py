@@ -7,10 +7,10 @@ the CPU, so the providers reported here are always read back from the live sessi
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,32 +29,12 @@ from edge.runtime.providers import (  # noqa: F401  (CPU, CUDA, TRT, PROVIDERS: 
     PROVIDERS,
     TRT,
     WANTED,
-    capture_native_output,
-    diagnose,
     preload_gpu_libraries,
+    probe,
     short_name,
 )
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def quiet_ort() -> Iterator[None]:
-    """Silence ONNX Runtime's own provider-load chatter (C++ logs and its Python fallback print).
-
-    What actually runs is read back from the session and reported by us, in one line.
-    """
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(4)
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            yield
-    finally:
-        ort.set_default_logger_severity(2)
-        if buf.getvalue().strip():
-            log.debug("onnxruntime: %s", buf.getvalue().strip())
 
 
 BINDINGS = ("auto", "on", "off")
@@ -167,7 +147,9 @@ class DeviceBinding:
     writes the same addresses: what CUDA graph replay needs, and no allocation per frame.
     With `pinned` (CUDA, no graph), the input lives in page-locked host memory where this ORT
     build offers it (`OrtEpDevice.memory_info(HOST_ACCESSIBLE)`), so its copy to the GPU is a
-    DMA; `input_memory` says which memory it got.
+    DMA; `input_memory` says which memory it got. Those buffers are one per binding, so a run
+    holds the binding's lock from refilling the input to copying the outputs out: threads
+    sharing a session take turns instead of reading each other's results.
     """
 
     def __init__(
@@ -187,6 +169,7 @@ class DeviceBinding:
         self._binding = session.io_binding()
         self._input: Any = None
         self._outputs_fixed = False
+        self._lock = threading.Lock()
 
     def _new_input(self, shape: tuple[int, ...], dtype: Any) -> Any:
         import onnxruntime as ort
@@ -204,7 +187,10 @@ class DeviceBinding:
         return ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, self.device, 0)
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        with self._lock:
+            return self._run(tensor)
 
+    def _run(self, tensor: np.ndarray) -> list[np.ndarray]:
         b = self._binding
         if self._input is None or tuple(self._input.shape()) != tensor.shape:
             self._input = self._new_input(tensor.shape, tensor.dtype)
@@ -268,13 +254,14 @@ class ModelSession:
         available = ort.get_available_providers()
         wanted = _provider_list(self.options, available)
         names = [p if isinstance(p, str) else p[0] for p in wanted]
-        native = preload_gpu_libraries() if any(n in NVIDIA for n in names) else ""
+        # Only providers that started in their probe process: one that fails here would log
+        # its reason into the host program's terminal (the probe has it, for _check_device).
+        wanted = [p for p, n in zip(wanted, names, strict=True) if n == CPU or probe(n).starts]
+        if any(n in NVIDIA and probe(n).starts for n in names):
+            preload_gpu_libraries()
         started = time.perf_counter()
         try:
-            with capture_native_output() as captured:
-                self._session = ort.InferenceSession(
-                    str(self.path), sess_options=so, providers=wanted
-                )
+            self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=wanted)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(
@@ -283,7 +270,6 @@ class ModelSession:
         self.load_seconds = time.perf_counter() - started
         self.providers: list[str] = list(self._session.get_providers())
         self.requested = names
-        self.native_log = native + "\n".join(captured)
         self.fallback_reason = ""
         meta = self._session.get_modelmeta().custom_metadata_map
         self.contract: ModelContract = from_metadata(meta, source=f"model {self.path}")
@@ -292,7 +278,7 @@ class ModelSession:
             raise ModelError(f"model {self.path}: expected one image input, found {len(inputs)}")
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in self._session.get_outputs()]
-        self._check_device(available)
+        self._check_device()
         # The gate refuses, in one line and before any source opens, what cannot be fed or decoded.
         self.check = check_model(self._session, self.contract, f"model {self.path}")
         self.contract = self.check.contract
@@ -323,12 +309,12 @@ class ModelSession:
         """True when an accelerator was asked for (explicitly) and the CPU runs instead."""
         return self.options.device not in ("auto", "cpu") and self.device == "cpu"
 
-    def _check_device(self, available: list[str]) -> None:
+    def _check_device(self) -> None:
         want = self.options.device
         if want == "cpu" or self.device == want or (want == "auto" and self.device != "cpu"):
             return
         first = WANTED[want][0]
-        self.fallback_reason = diagnose(first, self.native_log, available)
+        self.fallback_reason = probe(first).reason or "it starts alone but not with this model"
         msg = (
             f"asked for --device {want} but ONNX Runtime runs {self.device}: "
             f"{short_name(first)} did not start ({self.fallback_reason})"
