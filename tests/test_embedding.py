@@ -141,3 +141,42 @@ def test_one_detector_serves_four_threads_with_the_single_thread_results(bind):
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_a_thread_printing_while_metrics_are_computed_loses_no_line():
+    """pycocotools prints progress; muting it must not swallow the host's other threads."""
+    r = _python(
+        """
+        import threading, time
+        import numpy as np
+        from edge.evaluation.metrics import coco_metrics
+        from edge.types import Detections
+
+        N = 300
+        started = threading.Event()
+
+        def printer():
+            started.set()
+            for i in range(N):
+                print(f"line {i}", flush=True)
+                time.sleep(0.002)
+
+        box = np.array([[10.0, 10.0, 50.0, 60.0]], np.float32)
+        truth = Detections(box, np.array([0.9], np.float32), np.array([0]))
+        guess = Detections(box + 2, np.array([0.8], np.float32), np.array([0]))
+        t = threading.Thread(target=printer)
+        t.start()
+        started.wait()
+        runs = 0
+        while t.is_alive() or runs < 3:
+            result = coco_metrics([guess] * 20, [truth] * 20, ["a"])
+            runs += 1
+        t.join()
+        print(f"map50 {result.map50:.3f}")
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [ln for ln in lines if ln.startswith("line ")] == [f"line {i}" for i in range(300)]
+    assert lines[-1] == "map50 1.000"  # computed for real, nothing of pycocotools' printed
+    assert len(lines) == 301

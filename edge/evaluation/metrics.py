@@ -5,8 +5,6 @@ Pure and in memory: training calls `coco_metrics` every epoch and `edge eval` ca
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -167,6 +165,10 @@ def _annotations(
     return anns
 
 
+def _mute(*args: object, **kwargs: object) -> None:
+    """pycocotools' `print`: its progress lines are noise inside edge."""
+
+
 def _cocoeval_precision(
     predictions: Sequence[Detections],
     truth: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -175,31 +177,34 @@ def _cocoeval_precision(
 ) -> np.ndarray:
     """COCOeval's precision array (T, R, C) at area 'all', built in memory with its prints muted."""
     try:
+        from pycocotools import coco, cocoeval
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ModuleNotFoundError:
         raise EdgeError("evaluation needs pycocotools: pip install 'edge[train]'") from None
+    # Its progress prints are muted in its own modules (a module-level `print` shadows the builtin
+    # there), not by swapping sys.stdout, which would swallow a host program's other threads' lines.
+    coco.print = cocoeval.print = _mute
 
     images = [{"id": i} for i in range(1, len(truth) + 1)]
     categories = [{"id": c, "name": str(c)} for c in range(num_classes)]
     gt_anns = _annotations([(boxes, ids, None) for boxes, ids in truth])
     dt_anns = _annotations([(d.xyxy, d.class_id, d.score) for d in predictions])
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt, coco_dt = COCO(), COCO()
-        # Built directly: COCO.loadRes cannot take an empty list of results.
-        coco_gt.dataset = {"images": images, "categories": categories, "annotations": gt_anns}
-        coco_dt.dataset = {"images": images, "categories": categories, "annotations": dt_anns}
-        coco_gt.createIndex()
-        coco_dt.createIndex()
-        ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
-        ev.params.catIds = list(range(num_classes))
-        ev.params.iouThrs = IOU_THRESHOLDS.copy()
-        ev.params.recThrs = RECALL_THRESHOLDS.copy()
-        ev.params.areaRng = [list(_ALL_AREAS)]
-        ev.params.areaRngLbl = ["all"]
-        ev.params.maxDets = [max_dets]
-        ev.evaluate()
-        ev.accumulate()
+    coco_gt, coco_dt = COCO(), COCO()
+    # Built directly: COCO.loadRes cannot take an empty list of results.
+    coco_gt.dataset = {"images": images, "categories": categories, "annotations": gt_anns}
+    coco_dt.dataset = {"images": images, "categories": categories, "annotations": dt_anns}
+    coco_gt.createIndex()
+    coco_dt.createIndex()
+    ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
+    ev.params.catIds = list(range(num_classes))
+    ev.params.iouThrs = IOU_THRESHOLDS.copy()
+    ev.params.recThrs = RECALL_THRESHOLDS.copy()
+    ev.params.areaRng = [list(_ALL_AREAS)]
+    ev.params.areaRngLbl = ["all"]
+    ev.params.maxDets = [max_dets]
+    ev.evaluate()
+    ev.accumulate()
     precision = np.asarray(ev.eval["precision"][:, :, :, 0, -1], np.float64)
     return np.where(precision < 0, np.nan, precision)  # -1 marks a class with no ground truth
 
