@@ -180,3 +180,21 @@ def test_a_thread_printing_while_metrics_are_computed_loses_no_line():
     assert [ln for ln in lines if ln.startswith("line ")] == [f"line {i}" for i in range(300)]
     assert lines[-1] == "map50 1.000"  # computed for real, nothing of pycocotools' printed
     assert len(lines) == 301
+
+
+def test_the_output_policy_reads_the_umask_without_setting_it():
+    """os.umask can only be read by setting it: a host thread creating a file meanwhile would get
+    the wrong mode. On Linux the kernel reports it in /proc/self/status instead."""
+    r = _python(
+        """
+        import os
+        os.umask(0o027)
+        calls = []
+        real = os.umask
+        os.umask = lambda mask: calls.append(mask) or real(mask)
+        from edge.outputs import files
+        print(oct(files._UMASK), calls)
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0o27", "[]"]

@@ -26,8 +26,23 @@ STDOUT = "-"  # an output flag that streams (--jsonl) may name stdout
 # Paths that passed their check and were renamed into place in this process: the CLI says
 # "wrote X" only for these.
 _written: set[Path] = set()
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+
+def _read_umask() -> int:
+    """The process's umask, read without changing it where the kernel says it (Linux >= 4.7):
+    os.umask can only be read by setting it, which races with a host program's other threads."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 class OutputError(EdgeError, ValueError):
