@@ -326,6 +326,9 @@ CASES = (
     _case("triton", "--model with a server's model", f"run {M} --device triton://127.0.0.1:9/m"),
     _case("triton", "an ONNX model to export without --triton", "export tiny.onnx"),
     _case("triton", "--triton naming a file", "export tiny.onnx --triton tiny.onnx"),
+    # Issue 18 (exits): tracebacks left, exit codes, all-or-nothing outputs.
+    _case("source", "camera index beyond a C int", f"run {M} --source 99999999999999999999"),
+    _case("source", "negative camera index", f"run {M} --source -1"),
 )
 
 

@@ -73,6 +73,12 @@ def test_synthetic_source_carries_truth():
         ("", "empty"),
         ("does/not/exist.mp4", "no such file"),
         ("99", "camera 99"),
+        # an integer no camera can have: OpenCV's int overload would raise its own error
+        ("99999999999999999999", "--source 99999999999999999999: camera index out of range"),
+        ("2147483648", "camera index out of range 0..1023"),
+        ("1024", "camera index out of range 0..1023"),
+        ("-1", "--source -1: camera index out of range"),
+        ("\u00b2", "no such file"),  # a digit to str.isdigit, not to int()
         ("*.nothing-matches-*.png", "no images match"),
     ],
 )
