@@ -333,6 +333,9 @@ CASES = (
     _case("dataset", "only labels with a class id nan", "data inspect yolo-nan"),
     _case("dataset", "COCO bbox beyond any float", "eval --model tiny.onnx --data coco-huge"),
     _case("dataset", "VOC image size beyond any image", "eval --model tiny.onnx --data voc-huge"),
+    _case("outputs", "plot of a telemetry CSV missing a column", "telemetry plot no-latency.csv"),
+    _case("outputs", "plot of an empty telemetry CSV", "telemetry plot empty-tele.csv"),
+    _case("outputs", "plot of a binary telemetry file", "telemetry plot binary.jsonl"),
 )
 
 
@@ -453,6 +456,9 @@ def _issue_18_exits_files(work: Path, np: object, cv2: object) -> None:
     size = "<size><width>99999999999999999999</width><height>24</height></size>"
     box = "<bndbox><xmin>2</xmin><ymin>2</ymin><xmax>20</xmax><ymax>20</ymax></bndbox>"
     _voc(work / "voc-huge", png, f"{size}<object><name>a</name>{box}</object>")
+    (work / "no-latency.csv").write_text("frame,source,t_ms,inference_ms\n0,s,0.0,5.0\n")
+    (work / "empty-tele.csv").write_text("")
+    (work / "binary.jsonl").write_bytes(bytes(range(256)) * 4)
 
 
 def _yolo(root: Path, png: bytes | None, label: str) -> None:
