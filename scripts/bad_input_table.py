@@ -336,6 +336,12 @@ CASES = (
     _case("outputs", "plot of a telemetry CSV missing a column", "telemetry plot no-latency.csv"),
     _case("outputs", "plot of an empty telemetry CSV", "telemetry plot empty-tele.csv"),
     _case("outputs", "plot of a binary telemetry file", "telemetry plot binary.jsonl"),
+    _case("source", "folder whose images are all unreadable", f"run {M} --source garbage-imgs"),
+    _case(
+        "dataset",
+        "dataset whose images are all unreadable",
+        "eval --model tiny.onnx --data yolo-garbage",
+    ),
 )
 
 
@@ -459,6 +465,10 @@ def _issue_18_exits_files(work: Path, np: object, cv2: object) -> None:
     (work / "no-latency.csv").write_text("frame,source,t_ms,inference_ms\n0,s,0.0,5.0\n")
     (work / "empty-tele.csv").write_text("")
     (work / "binary.jsonl").write_bytes(bytes(range(256)) * 4)
+    (work / "garbage-imgs").mkdir()
+    for i in range(3):
+        (work / "garbage-imgs" / f"{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    _yolo(work / "yolo-garbage", b"\xff\xd8 not really a jpeg", "0 0.5 0.5 0.5 0.5")
 
 
 def _yolo(root: Path, png: bytes | None, label: str) -> None:
