@@ -127,3 +127,28 @@ def test_fast_failures_and_help_do_not_load_tensorflow(tmp_path: Path) -> None:
     assert r.returncode == 0 and "clean" in r.stdout, r.stderr
     r = edge("export", "--help")
     assert r.returncode == 0 and "--precision" in r.stdout and "--trt-cache" in r.stdout
+
+
+def test_sigterm_during_export_exits_130_and_writes_nothing(
+    tiny_keras: Path, tmp_path: Path
+) -> None:
+    # SIGTERM ended export with 143 (no handler); now every command unwinds as for Ctrl-C.
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "edge", "export", str(tiny_keras), "-o", str(out / "t.onnx"),
+         "--precision", "fp32,fp16,int8", "--calib-images", "4", "--runs", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(out.iterdir()):  # the hidden staging folder: the variants are being built
+        assert p.poll() is None and time.monotonic() < deadline, "export never started writing"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr
+    assert _errors(stderr)[-1] == "edge export: interrupted"
+    assert list(out.iterdir()) == []  # no variant, no staging folder
