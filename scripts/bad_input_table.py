@@ -342,6 +342,11 @@ CASES = (
         "dataset whose images are all unreadable",
         "eval --model tiny.onnx --data yolo-garbage",
     ),
+    _case(
+        "outputs",
+        "export: a later variant's file is a folder",
+        "export model.keras --precision fp32,fp16 -o v.onnx",
+    ),
 )
 
 
@@ -469,6 +474,7 @@ def _issue_18_exits_files(work: Path, np: object, cv2: object) -> None:
     for i in range(3):
         (work / "garbage-imgs" / f"{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     _yolo(work / "yolo-garbage", b"\xff\xd8 not really a jpeg", "0 0.5 0.5 0.5 0.5")
+    (work / "v_fp16.onnx").mkdir()
 
 
 def _yolo(root: Path, png: bytes | None, label: str) -> None:

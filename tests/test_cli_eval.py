@@ -133,6 +133,26 @@ def test_plots_are_written(
     ]
 
 
+def test_metrics_and_plots_appear_together_or_not_at_all(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The last plot's name is a folder: found only once the plots are drawn, after the metrics
+    # (which were written already). Now neither is: one line, exit 2, nothing new.
+    model = _onnx_model(tmp_path / "m.onnx")
+    plots, out_json = tmp_path / "plots", tmp_path / "metrics.json"
+    (plots / "predictions.png").mkdir(parents=True)
+    argv = ["eval", "--model", str(model), "--data", str(dataset), "--json", str(out_json),
+            "--plots", str(plots)]  # fmt: skip
+    rc, _, err = _run(argv, capsys)
+    assert rc == 2
+    assert (
+        err
+        == f"edge eval: error: --plots {plots / 'predictions.png'}: is a folder; give a file name inside it\n"
+    )
+    assert not out_json.exists()
+    assert [p.name for p in plots.iterdir()] == ["predictions.png"]  # no PR curve, no temporary
+
+
 def _garbage(path: Path) -> Path:
     path.write_bytes(b"not a model")
     return path

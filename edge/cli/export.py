@@ -173,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
     if triton is not None:
         check_folder("--triton", args.triton)
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
-    from edge.export import ExportOptions, export_model, format_report
+    from edge.export import ExportOptions, export_model, format_report, output_paths
 
     options = ExportOptions(
         imgsz=args.imgsz,
@@ -199,7 +199,8 @@ def main(args: argparse.Namespace) -> int:
             print(report.replace(str(output), str(folder / "1" / "model.onnx")))
         return 0
     output = args.output or args.model.with_suffix(".onnx")
-    check_outputs([("--output", output)], [args.model, args.calib_data], parents=("--output",))
+    variants = [("--output", p) for p in output_paths(output, options.precisions)]
+    check_outputs(variants, [args.model, args.calib_data], parents=("--output",))
     print(format_report(export_model(args.model, output, options)))
     if triton is not None:
         _write_repository(output, args.triton, triton)
