@@ -69,9 +69,13 @@ def output_paths(output: Path, precisions: Sequence[str]) -> list[Path]:
 
 
 def export_model(
-    model: str | Path, output: str | Path, options: ExportOptions | None = None
+    model: str | Path,
+    output: str | Path,
+    options: ExportOptions | None = None,
+    group: OutputGroup | None = None,
 ) -> ExportResult:
-    """Convert, verify and write a detector; see `ExportOptions` for the choices.
+    """Convert, verify and write a detector; see `ExportOptions` for the choices. With `group`,
+    the files are staged there and appear with its other files at its `commit` (the caller's).
 
     Raises:
         ValueError: a bad argument (not a .keras/.onnx path, an input size the model cannot take).
@@ -85,7 +89,10 @@ def export_model(
     source = convert.check_keras_file(model)
     targets = output_paths(_check_output(Path(output)), options.precisions)
     # Every variant's file is checked before any work and they appear together, or none does.
-    group = OutputGroup([(FLAG, t) for t in targets], [source, options.calib_data], parents=(FLAG,))
+    own = group is None
+    if group is None:
+        inputs = [source, options.calib_data]
+        group = OutputGroup([(FLAG, t) for t in targets], inputs, parents=(FLAG,))
     image_source = images.open_source(options.calib_data)  # bad data fails before TF loads
     trt_state = _check_tensorrt(options)
     loaded = convert.load_inference_model(source, options.imgsz)
@@ -102,12 +109,13 @@ def export_model(
         "edge.converter": f"{convert.converter_name()}, opset {options.opset}",
     }
     # The group inside: its temporaries go before the folders the scratch one created.
-    with _staging(targets[0].parent) as scratch, group:
+    with _staging(targets[0].parent) as scratch, group if own else contextlib.nullcontext():
         reports = [
             _variant(p, t, base, loaded, pictures, reference, group, scratch, options, provenance)
             for p, t in zip(options.precisions, targets, strict=True)
         ]
-        group.commit()
+        if own:
+            group.commit()
     h, w = loaded.contract.imgsz
     return ExportResult(
         source=source,

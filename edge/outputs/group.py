@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge.outputs import files
 
 
 class OutputGroup:
-    """Files that are one output (export variants, eval metrics with their plots): every target
-    checked before work starts (`check_outputs`: no folder in the way, a parent that takes new
-    files, no path twice, none an input), each written under a temporary name (`write_atomic`, as
-    the module-level one), and all renamed into place together by `commit`, or none of them.
+    """Files that are one output (export variants, eval metrics with their plots, a Triton model
+    folder beside the ONNX file): every target checked before work starts (`check_outputs`: no
+    folder in the way, a parent that takes new files, no path twice, none an input), each written
+    under a temporary name (`write_atomic`, as the module-level one, or `stage`), and all renamed
+    into place together by `commit`, or none of them.
 
     `commit` checks every staged file before it renames any; a rename that still fails puts back
     what it had replaced and removes what it had added. Leaving the `with` block on an error (or
     an interrupt) before `commit` removes the temporaries: nothing new appears, nothing old is
-    overwritten. Folders the group had to create are removed too.
+    overwritten. Folders the group had to create are removed too. A staged folder (`folder=True`)
+    replaces the whole folder of that name, as a Triton model folder is replaced.
     """
 
     def __init__(
@@ -35,33 +40,47 @@ class OutputGroup:
     ) -> None:
         files.check_outputs(outputs, inputs, parents=parents)
         self.flags = {Path(os.path.abspath(p)): f for f, p in outputs if p is not None}
-        self._staged: list[
-            tuple[str, Path, Path, files.Check | None]
-        ] = []  # flag, tmp, path, check
+        self._staged: list[_Staged] = []
         self._created: list[Path] = []
 
-    def add(self, flag: str, path: Path | str) -> None:
+    def add(self, flag: str, path: Path | str, folder: bool = False) -> None:
         """One more target found during the work (a plot per class): checked like the others."""
         path = Path(os.path.abspath(path))
         if path in self.flags:
             raise files.OutputError(f"{flag} {path}: named twice in one output")
-        files.check_target(flag, path, parents=True)
+        if folder:
+            files.check_folder(flag, path)
+        else:
+            files.check_target(flag, path, parents=True)
         self.flags[path] = flag
 
-    def stage(self, path: Path | str, flag: str, check: files.Check | None = None) -> Path:
-        """A temporary name beside `path` to write its content to; renamed there by `commit`."""
+    def stage(
+        self, path: Path | str, flag: str, check: files.Check | None = None, folder: bool = False
+    ) -> Path:
+        """A temporary file (or, with `folder`, an empty folder) beside `path` to write its
+        content to; renamed to `path` by `commit`."""
         key = Path(os.path.abspath(path))
         if key not in self.flags:
-            self.add(flag, key)
-        if any(p == key for _, _, p, _ in self._staged):
+            self.add(flag, key, folder)
+        if any(s.path == key for s in self._staged):
             raise files.OutputError(f"{flag} {path}: written twice in one output")
         self._created += files.make_folders(key.parent)
         try:
-            tmp = files.temp_path(key)
+            if folder:
+                tmp = Path(
+                    tempfile.mkdtemp(prefix=f".{key.name}.", suffix=".partial", dir=key.parent)
+                )
+            else:
+                tmp = files.temp_path(key)
         except OSError as exc:
             raise files.os_error(flag, path, exc) from None
-        self._staged.append((flag, tmp, key, check))
+        self._staged.append(_Staged(flag, tmp, key, check, folder))
         return tmp
+
+    def temporary(self, path: Path | str) -> Path:
+        """Where `path`'s staged content is until `commit` (to read it back, or copy it)."""
+        key = Path(os.path.abspath(path))
+        return next(s.tmp for s in self._staged if s.path == key)
 
     def write_atomic(
         self,
@@ -80,51 +99,54 @@ class OutputGroup:
 
     def commit(self) -> list[Path]:
         """Check every staged file, then rename them all into place (or none); returns the paths."""
-        for flag, tmp, path, check in self._staged:
+        for s in self._staged:
             try:
-                files.fsync_file(tmp)
-                if check is not None:
-                    check(tmp)
+                _fsync(s.tmp)
+                if s.check is not None:
+                    s.check(s.tmp)
             except OSError as exc:
-                raise files.os_error(flag, path, exc) from None
+                raise files.os_error(s.flag, s.path, exc) from None
             except (files.OutputError, ValueError) as exc:
-                raise files.OutputError(f"{flag} {path}: {exc}; nothing was written") from None
-        done: list[tuple[Path, Path | None]] = []  # (path, the old file kept aside, or None)
+                raise files.OutputError(f"{s.flag} {s.path}: {exc}; nothing was written") from None
+        done: list[tuple[Path, Path | None]] = []  # (path, what it replaced, kept aside, or None)
+        trash: list[Path] = []  # what to delete once every rename is done
         try:
-            for flag, tmp, path, _ in self._staged:
+            for s in self._staged:
+                old = None
                 try:
-                    old = None
-                    if os.path.lexists(path) and not path.is_dir():  # kept aside, for an undo
-                        old = files.temp_path(path)
-                        os.replace(path, old)
-                    done.append((path, old))
-                    os.replace(tmp, path)
+                    if os.path.lexists(s.path) and s.path.is_dir() == s.folder:
+                        old, hidden = _aside(s.path)
+                        trash.append(hidden)
+                    os.replace(s.tmp, s.path)
                 except OSError as exc:
-                    raise files.os_error(flag, path, exc) from None
-            for folder in {p.parent for _, _, p, _ in self._staged}:
+                    if old is not None:
+                        os.replace(old, s.path)
+                    raise files.os_error(s.flag, s.path, exc) from None
+                done.append((s.path, old))
+            for folder in {s.path.parent for s in self._staged}:
                 files.fsync_folder(folder)
         except BaseException:
-            for path, old in reversed(done):  # undo: the old files back, the new ones gone
+            for path, old in reversed(done):  # undo: the new ones gone, the old ones back
+                _remove(path)
                 if old is not None:
                     os.replace(old, path)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+            for hidden in trash:
+                _remove(hidden)  # emptied by the undo (a folder's hidden parent is left)
             raise
         finally:
-            for _, tmp, _, _ in self._staged:
-                files.discard(tmp)
-        for _, old in done:
-            files.discard(old)
-        paths = [path for _, _, path, _ in self._staged]
+            for s in self._staged:
+                _remove(s.tmp)
+        for hidden in trash:
+            _remove(hidden)
+        paths = [s.path for s in self._staged]
         files.mark_written(paths)
         self._staged, self._created = [], []
         return paths
 
     def discard(self) -> None:
         """Remove every temporary (and the folders the group created): nothing was written."""
-        for _, tmp, _, _ in self._staged:
-            files.discard(tmp)
+        for s in self._staged:
+            _remove(s.tmp)
         files.remove_folders(sorted(set(self._created), key=lambda p: len(p.parts), reverse=True))
         self._staged, self._created = [], []
 
@@ -133,3 +155,39 @@ class OutputGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.discard()  # after `commit` there is nothing left to remove
+
+
+@dataclass(frozen=True)
+class _Staged:
+    flag: str
+    tmp: Path
+    path: Path
+    check: files.Check | None
+    folder: bool
+
+
+def _fsync(path: Path) -> None:
+    if path.is_dir():
+        files.fsync_folder(path)  # its files are the writer's to flush
+    else:
+        files.fsync_file(path)
+
+
+def _aside(path: Path) -> tuple[Path, Path]:
+    """Move what is at `path` (a file, or a folder being replaced) to a hidden name beside it;
+    returns where it went and what to delete once the commit is done."""
+    if path.is_dir():
+        hidden = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, hidden / path.name)
+        return hidden / path.name, hidden
+    old = files.temp_path(path)
+    os.replace(path, old)
+    return old, old
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
