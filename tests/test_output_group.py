@@ -101,3 +101,34 @@ def test_folders_the_group_created_go_when_it_fails(tmp_path):
         group.write_atomic(out, "-o", _write("x"))
         raise RuntimeError
     assert list(tmp_path.iterdir()) == []
+
+
+def _two_stream_videos(tmp_path: Path, in_the_way: bool) -> None:
+    """What `edge run --source A --source B --save v.mp4` does with its per-stream videos."""
+    import contextlib
+
+    import numpy as np
+
+    from edge.outputs.sinks import VideoFile
+
+    paths = [tmp_path / "v.0.mp4", tmp_path / "v.1.mp4"]
+    with contextlib.ExitStack() as stack:
+        group = OutputGroup([("--save", p) for p in paths])
+        stack.push(group.exit_with)
+        videos = [stack.enter_context(VideoFile(p, 30.0, group)) for p in paths]
+        for i in range(5):
+            for v in videos:
+                v.write(None, None, np.full((48, 64, 3), 40 * i, np.uint8))  # type: ignore[arg-type]
+        if in_the_way:  # a late failure: the last video cannot be renamed into place
+            paths[1].mkdir()
+
+
+def test_per_stream_videos_appear_together(tmp_path):
+    _two_stream_videos(tmp_path, in_the_way=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.0.mp4", "v.1.mp4"]
+
+
+def test_a_per_stream_video_that_cannot_be_committed_takes_the_others_with_it(tmp_path):
+    with pytest.raises(OutputError, match="--save .*v.1.mp4: cannot write"):
+        _two_stream_videos(tmp_path, in_the_way=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["v.1.mp4"]  # only the folder in the way

@@ -77,6 +77,26 @@ class OutputGroup:
         self._staged.append(_Staged(flag, tmp, key, check, folder))
         return tmp
 
+    def adopt(self, tmp: Path, path: Path | str, flag: str, check: files.Check | None) -> None:
+        """A finished temporary written by its own writer (a video): renamed to `path` by `commit`
+        instead of at once (what `files.commit(tmp, path, flag, check)` would do alone)."""
+        key = Path(os.path.abspath(path))
+        if key not in self.flags:
+            try:
+                self.add(flag, key)
+            except files.OutputError:
+                files.discard(tmp)
+                raise
+        self._staged.append(_Staged(flag, tmp, key, check, False))
+
+    def exit_with(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        """For an ExitStack (`stack.push(group.exit_with)`) where the writers close themselves: a
+        failed run (an Exception) leaves nothing; a clean stop or Ctrl-C commits what they wrote."""
+        if exc_type is not None and issubclass(exc_type, Exception):
+            self.discard()
+        else:
+            self.commit()
+
     def temporary(self, path: Path | str) -> Path:
         """Where `path`'s staged content is until `commit` (to read it back, or copy it)."""
         key = Path(os.path.abspath(path))
@@ -98,7 +118,22 @@ class OutputGroup:
         return Path(path)
 
     def commit(self) -> list[Path]:
-        """Check every staged file, then rename them all into place (or none); returns the paths."""
+        """Check every staged file, then rename them all into place (or none); returns the paths.
+        On failure every temporary is removed, as by `discard`."""
+        try:
+            self._check_all()
+            trash = self._rename_all()
+        except BaseException:
+            self.discard()
+            raise
+        for hidden in trash:
+            _remove(hidden)
+        paths = [s.path for s in self._staged]
+        files.mark_written(paths)
+        self._staged, self._created = [], []
+        return paths
+
+    def _check_all(self) -> None:
         for s in self._staged:
             try:
                 _fsync(s.tmp)
@@ -108,8 +143,12 @@ class OutputGroup:
                 raise files.os_error(s.flag, s.path, exc) from None
             except (files.OutputError, ValueError) as exc:
                 raise files.OutputError(f"{s.flag} {s.path}: {exc}; nothing was written") from None
+
+    def _rename_all(self) -> list[Path]:
+        """Every staged file to its place; on failure the ones done are undone. Returns the old
+        files kept aside, to delete."""
         done: list[tuple[Path, Path | None]] = []  # (path, what it replaced, kept aside, or None)
-        trash: list[Path] = []  # what to delete once every rename is done
+        trash: list[Path] = []
         try:
             for s in self._staged:
                 old = None
@@ -133,15 +172,7 @@ class OutputGroup:
             for hidden in trash:
                 _remove(hidden)  # emptied by the undo (a folder's hidden parent is left)
             raise
-        finally:
-            for s in self._staged:
-                _remove(s.tmp)
-        for hidden in trash:
-            _remove(hidden)
-        paths = [s.path for s in self._staged]
-        files.mark_written(paths)
-        self._staged, self._created = [], []
-        return paths
+        return trash
 
     def discard(self) -> None:
         """Remove every temporary (and the folders the group created): nothing was written."""
