@@ -342,6 +342,27 @@ CASES = (
         2,
         (("DISPLAY", ":99"),),
     ),
+    # Issue 18 (exits): tracebacks left, exit codes, all-or-nothing outputs.
+    _case("source", "camera index beyond a C int", f"run {M} --source 99999999999999999999"),
+    _case("source", "negative camera index", f"run {M} --source -1"),
+    _case("dataset", "YOLO class id beyond int64", "eval --model tiny.onnx --data yolo-int64"),
+    _case("dataset", "only labels with a class id nan", "data inspect yolo-nan"),
+    _case("dataset", "COCO bbox beyond any float", "eval --model tiny.onnx --data coco-huge"),
+    _case("dataset", "VOC image size beyond any image", "eval --model tiny.onnx --data voc-huge"),
+    _case("outputs", "plot of a telemetry CSV missing a column", "telemetry plot no-latency.csv"),
+    _case("outputs", "plot of an empty telemetry CSV", "telemetry plot empty-tele.csv"),
+    _case("outputs", "plot of a binary telemetry file", "telemetry plot binary.jsonl"),
+    _case("source", "folder whose images are all unreadable", f"run {M} --source garbage-imgs"),
+    _case(
+        "dataset",
+        "dataset whose images are all unreadable",
+        "eval --model tiny.onnx --data yolo-garbage",
+    ),
+    _case(
+        "outputs",
+        "export: a later variant's file is a folder",
+        "export model.keras --precision fp32,fp16 -o v.onnx",
+    ),
 )
 
 
@@ -386,6 +407,7 @@ def prepare(work: Path) -> Path:
     (work / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (work / "notes.jsonl").write_text('{"note": "not telemetry"}\n')
     _issue_10_files(work, np, cv2)
+    _issue_18_exits_files(work, np, cv2)
     png = cv2.imencode(".png", np.full((24, 32, 3), 99, np.uint8))[1].tobytes()
     _yolo(work / "yolo-ok", png, "0 0.5 0.5 0.5 0.5")
     _yolo(work / "yolo-empty", None, "")
@@ -443,6 +465,32 @@ def _issue_10_files(work: Path, np: object, cv2: object) -> None:
     (work / "half-synth" / "data.yaml").unlink()  # what an interrupted `edge data synth` left
     (work / "run-damaged").mkdir()
     (work / "run-damaged" / "options.json").write_text('{"data": "yolo-ok", "epochs": ')
+
+
+def _issue_18_exits_files(work: Path, np: object, cv2: object) -> None:
+    """Inputs of the Issue 18 (exits) cases."""
+    png = cv2.imencode(".png", np.full((24, 32, 3), 99, np.uint8))[1].tobytes()
+    _yolo(work / "yolo-int64", png, "99999999999999999999 0.5 0.5 0.5 0.5")
+    _yolo(work / "yolo-nan", png, "nan 0.5 0.5 0.5 0.5")
+    (work / "coco-huge").mkdir()
+    (work / "coco-huge" / "im0.png").write_bytes(png)
+    doc = {
+        "images": [{"id": 1, "file_name": "im0.png", "width": 32, "height": 24}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10**400, 1, 9, 9]}],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    (work / "coco-huge" / "annotations.json").write_text(json.dumps(doc))
+    size = "<size><width>99999999999999999999</width><height>24</height></size>"
+    box = "<bndbox><xmin>2</xmin><ymin>2</ymin><xmax>20</xmax><ymax>20</ymax></bndbox>"
+    _voc(work / "voc-huge", png, f"{size}<object><name>a</name>{box}</object>")
+    (work / "no-latency.csv").write_text("frame,source,t_ms,inference_ms\n0,s,0.0,5.0\n")
+    (work / "empty-tele.csv").write_text("")
+    (work / "binary.jsonl").write_bytes(bytes(range(256)) * 4)
+    (work / "garbage-imgs").mkdir()
+    for i in range(3):
+        (work / "garbage-imgs" / f"{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    _yolo(work / "yolo-garbage", b"\xff\xd8 not really a jpeg", "0 0.5 0.5 0.5 0.5")
+    (work / "v_fp16.onnx").mkdir()
 
 
 def _yolo(root: Path, png: bytes | None, label: str) -> None:

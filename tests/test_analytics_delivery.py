@@ -75,7 +75,24 @@ def test_outbox_never_blocks_and_counts_what_did_not_fit():
     assert 3 <= sum(accepted) <= 4 and box.stats.dropped == 100 - sum(accepted)
     gate.set()
     box.close(timeout=2)
-    assert box.stats.sent + box.stats.dropped == 100
+    assert box.stats.sent + box.stats.dropped + box.stats.unsent == 100
+
+
+def test_a_receiver_never_reached_is_named_unreachable_not_a_full_queue():
+    down = Outbox("t", lambda item: (_ for _ in ()).throw(ConnectionError("refused")),
+                  retries=100, backoff_s=0.05)  # fmt: skip
+    down.stats.target = "broker 127.0.0.1:9"
+    for i in range(5):
+        assert down.put(i)
+    down.close(timeout=0.2)
+    s = down.stats
+    assert (s.sent, s.dropped, s.failed + s.unsent) == (0, 0, 5)
+    assert s.line("mqtt") == "mqtt: broker 127.0.0.1:9 unreachable: 5 events not sent"
+    up = Outbox("t", lambda item: None)
+    up.stats.target = "broker 127.0.0.1:9"
+    assert up.put(1)
+    up.close()
+    assert up.stats.line("mqtt") == "mqtt: 1 sent, 0 dropped (queue full), 0 failed"
 
 
 @pytest.mark.parametrize(
@@ -166,7 +183,7 @@ def test_a_slow_webhook_drops_and_counts_instead_of_slowing_the_loop():
     hook.outbox.close(timeout=0.5)
     rx.stop()
     s = hook.stats
-    assert s.dropped >= 40 and s.sent >= 1 and s.sent + s.dropped + s.failed == 60
+    assert s.dropped >= 40 and s.sent >= 1 and s.sent + s.dropped + s.failed + s.unsent == 60
 
 
 # --- MQTT against a real mosquitto broker -------------------------------------------------------

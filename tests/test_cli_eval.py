@@ -133,6 +133,26 @@ def test_plots_are_written(
     ]
 
 
+def test_metrics_and_plots_appear_together_or_not_at_all(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The last plot's name is a folder: found only once the plots are drawn, after the metrics
+    # (which were written already). Now neither is: one line, exit 2, nothing new.
+    model = _onnx_model(tmp_path / "m.onnx")
+    plots, out_json = tmp_path / "plots", tmp_path / "metrics.json"
+    (plots / "predictions.png").mkdir(parents=True)
+    argv = ["eval", "--model", str(model), "--data", str(dataset), "--json", str(out_json),
+            "--plots", str(plots)]  # fmt: skip
+    rc, _, err = _run(argv, capsys)
+    assert rc == 2
+    assert (
+        err
+        == f"edge eval: error: --plots {plots / 'predictions.png'}: is a folder; give a file name inside it\n"
+    )
+    assert not out_json.exists()
+    assert [p.name for p in plots.iterdir()] == ["predictions.png"]  # no PR curve, no temporary
+
+
 def _garbage(path: Path) -> Path:
     path.write_bytes(b"not a model")
     return path
@@ -270,3 +290,44 @@ def test_open_predictor_checks_thresholds(tmp_path: Path, kwargs: dict, match: s
     model = _onnx_model(tmp_path / "m.onnx")
     with pytest.raises(ValueError, match=match), open_predictor(model, NAMES, **kwargs):
         pass
+
+
+def test_sigterm_during_eval_exits_130_and_writes_nothing(tmp_path: Path) -> None:
+    # SIGTERM ended eval with 143 (no handler); now every command unwinds as for Ctrl-C.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "big"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("train: images\nval: images\nnames: [a, b]\n")
+    noise = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), np.uint8)
+    first = root / "images" / "0000.jpg"
+    cv2.imwrite(str(first), noise)
+    for i in range(400):  # hard links: large images to decode, no disk to fill
+        if i:
+            os.link(first, root / "images" / f"{i:04d}.jpg")
+        (root / "labels" / f"{i:04d}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    model = _onnx_model(tmp_path / "m.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "edge", "eval", "--model", str(model), "--data", str(root),
+         "--json", str(out / "m.json"), "--plots", str(out / "plots")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert p.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in p.stderr:  # "evaluating ... on 400 val images": the predictions start
+        assert time.monotonic() < deadline, "eval never started"
+        if line.startswith("evaluating "):
+            break
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "edge eval: interrupted"
+    assert list(out.iterdir()) == []  # no metrics, no plots, no temporary files

@@ -127,3 +127,57 @@ def test_fast_failures_and_help_do_not_load_tensorflow(tmp_path: Path) -> None:
     assert r.returncode == 0 and "clean" in r.stdout, r.stderr
     r = edge("export", "--help")
     assert r.returncode == 0 and "--precision" in r.stdout and "--trt-cache" in r.stdout
+
+
+def test_sigterm_during_export_exits_130_and_writes_nothing(
+    tiny_keras: Path, tmp_path: Path
+) -> None:
+    # SIGTERM ended export with 143 (no handler); now every command unwinds as for Ctrl-C.
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "edge", "export", str(tiny_keras), "-o", str(out / "t.onnx"),
+         "--precision", "fp32,fp16,int8", "--calib-images", "4", "--runs", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(out.iterdir()):  # the hidden staging folder: the variants are being built
+        assert p.poll() is None and time.monotonic() < deadline, "export never started writing"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr
+    assert _errors(stderr)[-1] == "edge export: interrupted"
+    assert list(out.iterdir()) == []  # no variant, no staging folder
+
+
+def test_a_folder_in_the_way_of_any_variant_is_one_line_and_nothing_is_written(
+    tiny_keras: Path, tmp_path: Path
+) -> None:
+    # fp32 was committed, then a traceback on the fp16 variant whose name was a folder.
+    (tmp_path / "v_fp16.onnx").mkdir()
+    (tmp_path / "v.onnx").write_bytes(b"old")
+    r = edge("export", str(tiny_keras), "-o", str(tmp_path / "v.onnx"), "--precision",
+             "fp32,fp16", "--runs", "1")  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert _errors(r.stderr) == [
+        f"edge export: error: --output {tmp_path / 'v_fp16.onnx'}: is a folder; give a file "
+        "name inside it"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.onnx", "v_fp16.onnx"]
+    assert (tmp_path / "v.onnx").read_bytes() == b"old"
+    assert list((tmp_path / "v_fp16.onnx").iterdir()) == []
+
+
+def test_export_model_checks_every_variant_before_converting(tiny_keras: Path, tmp_path: Path):
+    from edge.export import ExportOptions, export_model
+    from edge.outputs.files import OutputError
+
+    (tmp_path / "v_int8.onnx").mkdir()
+    options = ExportOptions(precisions=("fp32", "int8"), calib_images=2, latency_runs=1)
+    with pytest.raises(OutputError, match="v_int8.onnx: is a folder"):
+        export_model(tiny_keras, tmp_path / "v.onnx", options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v_int8.onnx"]

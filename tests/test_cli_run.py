@@ -117,6 +117,8 @@ def test_run_ultralytics_style_model(tmp_path):
         (["--model", "{tiny}", "--max-frames", "-3"], "--max-frames"),
         (["--model", "{tiny}", "--device", "gpu"], "--device"),
         (["--model", "{tiny}", "--classes", "zebra"], "unknown class 'zebra'"),
+        (["--model", "{tiny}", "--classes", "\u00b2"], "unknown class"),  # isdigit, not int
+        (["--model", "{tiny}", "--source", "99999999999999999999"], "camera index out of range"),
         (["--model", "{tiny}", "--telemetry", "t.txt"], ".jsonl or .csv"),
         (["--model", "{tiny}", "--save", "nodir/out.mp4"], "does not exist"),
         (["--model", "{tiny}", "--imgsz", "32"], "fixed input of 64x64"),

@@ -312,6 +312,68 @@ BAD = [
         (3, 3),
         1,
     ),
+    # Issue 18: numbers that fit no class id, float or image (a traceback before).
+    (
+        "yolo-class-beyond-int64",
+        "yolo",
+        _append("labels/b.txt", "99999999999999999999 0.5 0.5 0.2 0.2\n"),
+        "labels/b.txt:2: class id 100000000000000000000 is out of range 0..1",
+        (3, 3),
+        1,
+    ),
+    (
+        "yolo-class-nan",
+        "yolo",
+        _append("labels/b.txt", "nan 0.5 0.5 0.2 0.2\n"),
+        "labels/b.txt:2: class id 'nan' is not an integer",
+        (3, 3),
+        1,
+    ),
+    (
+        "yolo-class-inf",
+        "yolo",
+        _append("labels/b.txt", "1" + "0" * 400 + " 0.5 0.5 0.2 0.2\n"),
+        "labels/b.txt:2: class id '10000000000000000000' is not an integer",
+        (3, 3),
+        1,
+    ),
+    (
+        "coco-bbox-beyond-float",
+        "coco",
+        _coco_edit(lambda d: d["annotations"][0].update(bbox=[10**400, 1, 2, 3])),
+        "annotations.json: annotation 1: bbox must be numbers",
+        (3, 2),
+        1,
+    ),
+    (
+        "coco-size-huge",
+        "coco",
+        _coco_edit(lambda d: d["images"][1].update(width=10**30)),
+        "annotations.json: image 2: image size 1000000000000000000000000000000x",
+        (2, 2),
+        1,
+    ),
+    (
+        "voc-size-huge",
+        "voc",
+        _write(
+            "annotations/b.xml",
+            voc_xml(TINY[1]).replace(
+                f"<width>{TINY[1].width}</width>", "<width>99999999999999999999</width>"
+            ),
+        ),
+        "annotations/b.xml: <size>: image size 100000000000000000000x",
+        (2, 2),
+        1,
+    ),
+    (
+        "voc-box-huge",
+        "voc",
+        _voc_a(_voc_object("1 2 1" + "0" * 400 + " 4")),
+        "annotations/a.xml: object 3: box (1, 2, inf, 4) has a non-finite coordinate",
+        (3, 3),
+        1,
+    ),
     (
         "yolo-outside",
         "yolo",
@@ -588,6 +650,16 @@ def test_all_bad_names_the_first_problem(tmp_path: Path) -> None:
     _write("images/a.jpg", b"junk")(root)
     with pytest.raises(
         DataError, match=r"no usable images found \(1 skipped as bad, first: .*a.jpg"
+    ):
+        load_dataset(root, skip_bad=True)
+
+
+def test_all_labels_bad_names_the_first_problem(tmp_path: Path) -> None:
+    # "not one box" alone did not say why (edge data inspect printed nothing else).
+    root = WRITERS["yolo"](tmp_path, TINY[:1])
+    _write("labels/a.txt", "nan 0.5 0.5 0.2 0.2\n")(root)
+    with pytest.raises(
+        DataError, match=r"not one box \(1 skipped as bad, first: .*a.txt:1: class id 'nan'"
     ):
         load_dataset(root, skip_bad=True)
 

@@ -75,3 +75,39 @@ def test_nothing_detected_is_agreement_and_the_row_mean_still_guards():
     assert parity.kept.seen == 0 and parity.kept.share() == 1.0
     (why,) = _failures("fp16", ref, got)
     assert "mean |Δbox| 50 px" in why
+
+
+def test_the_int8_report_shows_what_the_gate_judges_not_the_row_max(tmp_path):
+    # The report once printed "max box error 370 px" for an int8 file that passed: the max over
+    # every output row, which int8 is not judged on. A background row (score 1e-5) moving 370 px
+    # and one kept box moving 4 px: the row shows the paired detections' max/mean and the limit
+    # int8 is judged on (the mean over the pairs, and over the rows).
+    from pathlib import Path
+
+    from edge.export.exporter import ExportResult, VariantReport
+    from edge.export.summary import format_report
+    from edge.runtime.contract import ModelContract
+
+    ref = _outputs(10)
+    boxes = ref[0].copy()
+    boxes[0, 15] += 370.0
+    boxes[0, 0] += 4.0
+    parity = compare(ref, (boxes, ref[1].copy()))
+    assert parity.max_box == 370.0 and _failures("int8", ref, (boxes, ref[1])) == []
+    variant = VariantReport("int8", tmp_path / "m_int8.onnx", 1000, 1.0, TOLERANCES["int8"], parity)
+    result = ExportResult(
+        source=Path("m.keras"),
+        contract=ModelContract(names=("a", "b"), imgsz=IMGSZ),
+        input_shape=(1, *IMGSZ, 3),
+        anchors=210,
+        converter="tf2onnx",
+        opset=17,
+        images="4 synthetic frames",
+        verified=True,
+        variants=(variant,),
+    )
+    text = format_report(result)
+    assert "370" not in text
+    row = next(line for line in text.splitlines() if line.startswith("int8")).split()
+    assert row[5:7] == ["10/10", "4/0.4"]  # paired; Δbox px max/mean over the pairs
+    assert "mean 6.4 / 0.15, >= 95% paired" in text

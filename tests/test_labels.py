@@ -43,6 +43,33 @@ def test_read_truth_keeps_good_lines_and_polygons(tmp_path: Path, caplog):
     assert read_truth(tmp_path / "missing.txt", 10, 10) is None
 
 
+def test_read_truth_skips_numbers_that_fit_no_class_or_box(tmp_path: Path, caplog):
+    # Live accuracy reads these: a class id beyond int64 crashed it; nan boxes were scored.
+    label = tmp_path / "a.txt"
+    lines = [
+        "99999999999999999999 0.5 0.5 0.5 0.5",
+        "nan 0.5 0.5 0.5 0.5",
+        "inf 0.5 0.5 0.5 0.5",
+        "10000 0.5 0.5 0.5 0.5",
+        "0 nan 0.5 0.5 0.5",
+        "0 1e400 0.5 0.5 0.5",
+        "1 0.5 0.5 0.5 0.5",
+    ]
+    label.write_text("\n".join(lines) + "\n")
+    truth = read_truth(label, 100, 50)
+    assert truth is not None and truth.class_id.tolist() == [1]
+    for number in range(1, 7):
+        assert f"a.txt:{number}: " in caplog.text
+    assert "class id 100000000000000000000 is out of range 0..9999" in caplog.text
+    assert "a.txt:5: box has a non-finite coordinate" in caplog.text
+
+
+@pytest.mark.parametrize("line", ["nan 0.5 0.5 0.2 0.2", "inf 0.5 0.5 0.2 0.2", "0.5 1 1 1 1"])
+def test_a_class_id_that_is_not_a_whole_number_is_refused(line):
+    with pytest.raises(ValueError, match="is not an integer"):
+        parse_label_line(line, 10, 10)
+
+
 def test_image_listing_and_label_paths(tmp_path: Path):
     for name in ("b.PNG", "a.jpg", "c.txt", "d.webp"):
         (tmp_path / name).write_bytes(b"x")

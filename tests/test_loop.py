@@ -270,6 +270,19 @@ def _labelled_folder(root: Path, images: int, corrupt: int) -> Path:
     return root / "images"
 
 
+def test_cli_live_accuracy_skips_label_numbers_that_fit_nothing(tmp_path, tiny_model):
+    # A class id beyond int64 ended the run with a traceback; a nan box was scored.
+    images = _labelled_folder(tmp_path / "a", 2, corrupt=0)
+    label = tmp_path / "a" / "labels" / "0.txt"
+    label.write_text(LABELS + "99999999999999999999 0.5 0.5 0.2 0.2\n0 nan 0.5 0.2 0.2\n")
+    r = edge("run", "--model", str(tiny_model), "--source", str(images), "--no-show")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"{label}:3: class id 100000000000000000000 is out of range" in r.stderr
+    assert f"{label}:4: box has a non-finite coordinate; line ignored" in r.stderr
+    assert "accuracy: precision 1.000 recall 1.000 (IoU 0.5, 2 frames)" in r.stdout
+
+
 def test_cli_two_streams_report_skipped_accuracy_and_tracking_each(tmp_path, tiny_model):
     a = _labelled_folder(tmp_path / "a", 4, corrupt=1)
     b = _labelled_folder(tmp_path / "b", 3, corrupt=2)

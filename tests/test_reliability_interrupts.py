@@ -127,3 +127,20 @@ def test_every_numeric_flag_has_a_range_shown_in_help():
             assert text in action.help, (command, action.option_strings)
     # --opset is checked against the converter's own range in `edge export`.
     assert unbounded == ["export --opset"]
+
+
+def test_an_error_raised_because_of_an_interrupt_is_an_interrupt(monkeypatch, capsys):
+    # A signal that lands in `import onnxruntime` comes out as ImportError("initialization
+    # failed") raised from the KeyboardInterrupt: still an interrupt (130), not a traceback.
+    import edge.cli.info
+    from edge.cli import main
+
+    def interrupted_import(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(edge.cli.info, "main", interrupted_import)
+    assert main(["info"]) == 130
+    assert capsys.readouterr().err == "edge info: interrupted\n"

@@ -253,8 +253,13 @@ def test_all_frames_unreadable_claims_no_video(tmp_path, inputs):
     argv = [sys.executable, "-m", "edge", "run", "--model", str(inputs / "tiny.onnx")]
     argv += ["--source", str(folder), "--no-show", "-q", "--save", str(out)]
     r = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=120)
-    assert r.returncode == 0 and "wrote" not in r.stdout, r.stderr
-    assert not out.exists() and f"{out}: not written" in r.stderr
+    # nothing could be processed: bad input (exit 2, one line naming an image), no video
+    assert r.returncode == 2 and "wrote" not in r.stdout, r.stderr
+    assert (
+        r.stderr
+        == f"edge run: error: --source imgs: no image could be read ({folder / 'a.jpg'} and 1 more)\n"
+    )
+    assert not out.exists() and list(tmp_path.glob(".out*")) == []
 
 
 def test_jsonl_to_stdout_streams_detections_and_keeps_stdout_clean(inputs):

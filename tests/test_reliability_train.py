@@ -183,6 +183,22 @@ def test_sigint_stops_promptly_and_resume_finishes_the_run(
     _resume_to_the_end(out, env, epochs)
 
 
+def test_sigterm_stops_like_sigint_with_exit_130_and_whole_files(
+    yolo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    # One rule for every command (edge.cli): SIGTERM unwinds as Ctrl-C does, exit 130.
+    out, epochs = tmp_path / "run", 8
+    run = _start(out, env, yolo, epochs)
+    run.wait_for(lambda: (out / STATE_FILE).is_file(), "first epoch")
+    run.process.send_signal(signal.SIGTERM)
+    code, log = run.finish(timeout=120)
+    assert code == 130, log[-3000:]
+    assert "Traceback" not in log
+    assert log.strip().splitlines()[-1] == "edge train: interrupted"
+    assert 1 <= _check_run_folder(out, "after SIGTERM") < epochs
+    assert not [p.name for p in out.glob(".*")], "temp files left behind"
+
+
 @pytest.mark.slow
 def test_kill_9_at_any_moment_leaves_whole_files_and_resume_finishes_the_run(
     yolo: Path, env: dict[str, str], tmp_path: Path

@@ -161,6 +161,17 @@ def test_health_is_503_when_frames_stop():
         assert metric(get(server.url + "metrics")[2].decode(), "edge_healthy") == 0
 
 
+def test_a_stream_number_that_is_not_ascii_digits_is_404():
+    # "\xb2" (superscript two) is a digit to str.isdigit but not to int(); the request line
+    # reaches the handler decoded as Latin-1.
+    with LiveServer(port=0) as server:
+        conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with conn:
+            conn.sendall(b"GET /stream/\xb2.mjpg HTTP/1.0\r\n\r\n")
+            reply = conn.recv(200)
+    assert reply.split(b"\r\n")[0].endswith(b" 404 Not Found"), reply
+
+
 # --- a person's view: `edge run --serve` in a real browser ---------------------------------------
 
 

@@ -60,6 +60,19 @@ def test_corrupt_image_in_folder_is_skipped(tmp_path):
         assert len(list(src)) == 2
 
 
+def test_a_folder_of_only_unreadable_images_is_a_source_error(tmp_path, caplog):
+    # It ended with exit 0 and a table of nan: nothing could be processed.
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        (tmp_path / "imgs" / f"{i}.jpg").write_bytes(b"\xff\xd8garbage")
+    with open_source(str(tmp_path / "imgs")) as src, pytest.raises(SourceError) as info:
+        list(src)
+    assert str(info.value) == (
+        f"--source imgs: no image could be read ({tmp_path / 'imgs' / '0.jpg'} and 2 more)"
+    )
+    assert "unreadable image skipped" not in caplog.text  # one line, not one per image
+
+
 def test_synthetic_source_carries_truth():
     with open_source("synthetic", SourceOptions(width=160, height=120)) as src:
         frames = [f for _, f in zip(range(3), src, strict=False)]
@@ -73,6 +86,12 @@ def test_synthetic_source_carries_truth():
         ("", "empty"),
         ("does/not/exist.mp4", "no such file"),
         ("99", "camera 99"),
+        # an integer no camera can have: OpenCV's int overload would raise its own error
+        ("99999999999999999999", "--source 99999999999999999999: camera index out of range"),
+        ("2147483648", "camera index out of range 0..1023"),
+        ("1024", "camera index out of range 0..1023"),
+        ("-1", "--source -1: camera index out of range"),
+        ("\u00b2", "no such file"),  # a digit to str.isdigit, not to int()
         ("*.nothing-matches-*.png", "no images match"),
     ],
 )

@@ -67,3 +67,71 @@ def test_plot_writes_png(tmp_path):
 
     out = plot_telemetry(path, tmp_path / "lat.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _telemetry(tmp_path, ext: str, frames: int = 6):
+    path = tmp_path / f"good{ext}"
+    with TelemetryWriter(path) as w:
+        for i in range(frames):
+            w.write(rec(i))
+    return path
+
+
+def _drop_column(text: str, name: str) -> str:
+    rows = [line.split(",") for line in text.splitlines()]
+    i = rows[0].index(name)
+    return "".join(",".join(r[:i] + r[i + 1 :]) + "\r\n" for r in rows)
+
+
+def _drop_key(text: str, name: str) -> str:
+    lines = text.splitlines()
+    last = json.loads(lines[-1])
+    del last[name]
+    return "\n".join([*lines[:-1], json.dumps(last)]) + "\n"
+
+
+# (ext, change of a good file's text, message; None: it plots with the cut-off line left out)
+BAD_TELEMETRY = [
+    (".csv", lambda t: _drop_column(t, "latency_ms"), "t.csv: not edge telemetry (no latency_ms"),
+    (".jsonl", lambda t: _drop_key(t, "latency_ms"), "t.jsonl:6: not edge telemetry (no number"),
+    (".csv", lambda t: "", "t.csv: no frame records"),
+    (".jsonl", lambda t: "", "t.jsonl: no frame records"),
+    (".csv", lambda t: t.splitlines()[0] + "\n", "t.csv: no frame records"),
+    (".csv", lambda t: t.replace(t.splitlines()[3], "1,2", 1), "t.csv:4: not edge telemetry"),
+    (".jsonl", lambda t: "[1, 2]\n", "t.jsonl:1: not edge telemetry"),
+    (".csv", lambda t: bytes(range(256)) * 4, "t.csv: not edge telemetry (not UTF-8"),
+    (".jsonl", lambda t: bytes(range(256)) * 4, "t.jsonl: not edge telemetry (not UTF-8"),
+    (".csv", lambda t: t[:-12], None),  # what a run killed mid-write leaves
+    (".jsonl", lambda t: t[:-12], None),
+]
+
+
+@pytest.mark.parametrize(("ext", "change", "message"), BAD_TELEMETRY)
+def test_telemetry_plot_of_a_bad_file_is_one_line_naming_it(tmp_path, ext, change, message):
+    import subprocess
+    import sys
+
+    changed = change(_telemetry(tmp_path, ext).read_text(encoding="utf-8"))
+    path = tmp_path / f"t{ext}"
+    if isinstance(changed, bytes):
+        path.write_bytes(changed)
+    else:
+        path.write_text(changed, encoding="utf-8", newline="")
+    r = subprocess.run(
+        [sys.executable, "-m", "edge", "telemetry", "plot", path.name, "-o", "p.png"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    lines = r.stderr.strip().splitlines()
+    if message is None:  # the cut-off line is skipped with a warning naming it
+        assert r.returncode == 0, r.stderr
+        line = 7 if ext == ".csv" else 6  # a CSV has its header line first
+        assert lines == [f"telemetry file t{ext}: line {line} was cut off (the run stopped "
+                         "mid-write); skipped"]  # fmt: skip
+        assert len(read_records(path)) == 5 and (tmp_path / "p.png").is_file()
+    else:
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert message in lines[0], lines[0]
+        assert not (tmp_path / "p.png").exists()

@@ -170,6 +170,14 @@ def test_a_server_gone_for_good_ends_the_run_with_exit_3(repo: Path, tmp_path: P
     assert rows and all("detections" in r for r in rows)
 
 
+@pytest.mark.parametrize("text", ["triton://h:\u00b2/m", "triton://h:1/m/\u00b2"])
+def test_a_port_or_version_that_is_not_ascii_digits_is_refused_by_name(text: str) -> None:
+    from edge.runtime.remote_address import TritonAddress
+
+    with pytest.raises(ValueError, match="--device .*expected triton://"):
+        TritonAddress.parse(text)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

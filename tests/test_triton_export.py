@@ -145,3 +145,35 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], expec
     assert r.returncode == 2, r.stdout + r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and expect in r.stderr, r.stderr
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+def test_export_with_output_and_triton_writes_both_or_neither(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    # The repository's model folder is a file: found only after the conversion, when the folder
+    # is staged. The ONNX file was written already; now neither is (one line, exit 2).
+    pytest.importorskip("keras")
+    from test_export import tiny_detector_file
+
+    keras_model = tiny_detector_file(tmp_path_factory)
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "m").write_text("not a folder")
+    out = tmp_path / "m.onnx"
+    args = ["export", str(keras_model), "-o", str(out), "--triton", str(tmp_path / "repo"),
+            "--no-verify", "--runs", "1", "--triton-kind", "cpu"]  # fmt: skip
+    r = edge(*args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"edge export: error: --triton {tmp_path / 'repo' / 'm'}: is a file, not a folder; "
+        "give a folder name"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+    assert [p.name for p in (tmp_path / "repo").iterdir()] == ["m"]
+    (tmp_path / "repo" / "m").unlink()
+    r = edge(*args)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and (tmp_path / "repo" / "m" / "1" / "model.onnx").read_bytes() == (
+        out.read_bytes()
+    )
+    assert parse(tmp_path / "repo" / "m").name == "m"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "repo"]

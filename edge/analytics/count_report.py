@@ -128,7 +128,7 @@ def prometheus(counters: Mapping[str, StreamCounter], delivery: Mapping[str, obj
         family("edge_events_delivered_total", "counter", "Events sent to a receiver.")
         family_rows = []
         for sink, stats in delivery.items():
-            for what in ("sent", "dropped", "failed"):
+            for what in ("sent", "dropped", "failed", "unsent"):
                 family_rows.append(
                     f'edge_events_delivered_total{{sink="{sink}",outcome="{what}"}} '
                     f"{getattr(stats, what)}"

@@ -32,6 +32,20 @@ class DeliveryStats:
     dropped: int = 0  # the queue was full: the receiver is down or slower than events come
     failed: int = 0  # given up after every retry
     retries: int = 0
+    unsent: int = 0  # still queued when the run ended: the receiver did not take them in time
+    reached: bool = False  # the receiver answered at least once (connected, or took an item)
+    target: str = ""  # the receiver, for messages: "broker HOST:PORT", a URL
+    unit: str = "events"  # what the items are
+
+    def line(self, sink: str) -> str:
+        """The run summary's line: counts, or that the receiver was never reached."""
+        lost = self.dropped + self.failed + self.unsent
+        if self.target and not self.reached and lost:
+            return f"{sink}: {self.target} unreachable: {lost} {self.unit} not sent"
+        text = (
+            f"{sink}: {self.sent} sent, {self.dropped} dropped (queue full), {self.failed} failed"
+        )
+        return text + (f", {self.unsent} not sent by the end" if self.unsent else "")
 
 
 class Outbox:
@@ -106,10 +120,11 @@ class Outbox:
             else:
                 with self._lock:
                     self.stats.sent += 1
+                    self.stats.reached = True
                 return
 
     def close(self, timeout: float = 2.0) -> None:
-        """Send what is queued for up to `timeout` seconds, then count the rest as dropped."""
+        """Send what is queued for up to `timeout` seconds, then count the rest as unsent."""
         if self._closed:
             return
         self._closed = True
@@ -125,7 +140,7 @@ class Outbox:
             except queue.Empty:
                 break
         with self._lock:
-            self.stats.dropped += left
+            self.stats.unsent += left
         self._thread.join(timeout=max(deadline - time.monotonic(), 0) + 1.0)
 
     def __enter__(self) -> Outbox:
@@ -143,6 +158,7 @@ class Webhook:
             raise ValueError(f"--webhook {url!r}: expected an http:// or https:// URL")
         self.url, self.timeout_s = url, timeout_s
         self.outbox = Outbox("webhook", self._post, capacity, **outbox)  # type: ignore[arg-type]
+        self.outbox.stats.target = url
 
     def _post(self, body: object) -> None:
         req = urllib.request.Request(
@@ -217,14 +233,17 @@ class Mqtt:
         self._client.on_disconnect = lambda *a: self._connected.clear()
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.max_queued_messages_set(capacity)
+        self.outbox = Outbox("mqtt", self._publish, capacity, **outbox)  # type: ignore[arg-type]
+        self.outbox.stats.target = f"broker {host}:{port}"
+        self.outbox.stats.unit = "messages"  # events and retained zone counts
         self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()  # paho's own network thread connects and reconnects
-        self.outbox = Outbox("mqtt", self._publish, capacity, **outbox)  # type: ignore[arg-type]
 
     def _on_connect(
         self, client: object, userdata: object, flags: object, reason: object, *_: object
     ) -> None:
         if not getattr(reason, "is_failure", False):
+            self.outbox.stats.reached = True
             self._connected.set()
 
     def _publish(self, item: object) -> None:

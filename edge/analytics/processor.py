@@ -137,9 +137,7 @@ class Analytics:
         with self._lock:
             lines = [summary_table(self.counters, self.truth or None)]
         for sink, s in self.delivery().items():
-            lines.append(
-                f"{sink}: {s.sent} sent, {s.dropped} dropped (queue full), {s.failed} failed"  # type: ignore[attr-defined]
-            )
+            lines.append(s.line(sink))  # type: ignore[attr-defined]
         return "\n".join(lines)
 
     def close(self) -> None:

@@ -9,9 +9,13 @@ module imports its heavy dependencies (TensorFlow, Keras) inside `main`, never a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from edge import __version__
 from edge.cli.quiet import library_log_level, quiet_libraries
@@ -82,16 +86,49 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.handler(args) or 0)
-    except EdgeError as exc:
-        print(f"edge {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"edge {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        with sigterm_interrupts():
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print(f"edge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if _caused_by_interrupt(exc):  # e.g. a native module's import turns it into ImportError
+            print(f"edge {args.command}: interrupted", file=sys.stderr)
+            return 130
+        if isinstance(exc, (EdgeError, ValueError)):
+            print(f"edge {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C in every command: half-written outputs are removed and the exit
+    code is 130, as for SIGINT (not the 143 of an unhandled SIGTERM). `edge run` replaces it with
+    its own two-stage handler (the first signal finishes the frame in hand, a second aborts)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

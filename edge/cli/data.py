@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,8 +87,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     from edge.data.synth import write_synthetic
 
-    # SIGTERM unwinds like Ctrl-C, so the half-built dataset is removed (exit 130).
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM unwinds like Ctrl-C (edge.cli), so the half-built dataset is removed (exit 130).
     with _one_line_os_errors():
         yaml_path = write_synthetic(
             args.out,
@@ -108,10 +106,6 @@ def _dataset_files(path: Path, input_files: object) -> list[Path]:
     if not path.is_dir():
         return []
     return [f for sub in path.iterdir() if sub.is_dir() for f in input_files([sub])]
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 @contextmanager

@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from edge import evaluation
     from edge.data import load_dataset
-    from edge.outputs.files import check_folder, check_outputs
+    from edge.outputs.files import check_folder
+    from edge.outputs.group import OutputGroup
 
     remote = args.device.startswith("triton://")
     if remote and args.model:
@@ -76,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--model is required (or --device triton://HOST:PORT/MODEL)")
     if not remote:
         evaluation.check_model_path(args.model)  # before the dataset is read: fail fast
-    check_outputs([("--json", args.json)], [args.model, args.data])
+    # Metrics and plots are one output: checked now, they appear together at the end or not at all.
+    group = OutputGroup([("--json", args.json)], [args.model, args.data])
     if args.plots is not None:
         check_folder("--plots", args.plots)
     dataset = load_dataset(args.data)
@@ -100,15 +102,28 @@ def main(args: argparse.Namespace) -> int:
     result = evaluation.coco_metrics(predictions, samples, dataset.names)
     print(evaluation.format_table(result))
     log.info("%.1f ms per image (reading, inference, NMS)", 1000 * seconds / len(samples))
-    if args.json:
-        settings = {"model": str(what), "data": str(args.data), "split": args.split}
-        settings.update({"conf": args.conf, "iou": args.iou})
-        log.info("metrics written to %s", evaluation.write_json(result, args.json, **settings))
-    if args.plots:
-        from edge.evaluation.plots import save_eval_plots
+    with group:
+        if args.json:
+            settings = {"model": str(what), "data": str(args.data), "split": args.split}
+            settings.update({"conf": args.conf, "iou": args.iou})
+            evaluation.write_json(result, args.json, group.write_atomic, **settings)
+        plots: list = []
+        if args.plots:
+            from edge.evaluation.plots import save_eval_plots
 
-        paths = save_eval_plots(result, samples, predictions, args.plots, args.plot_images)
-        log.info("%d plots written to %s", len(paths), args.plots)
+            plots = save_eval_plots(
+                result,
+                samples,
+                predictions,
+                args.plots,
+                args.plot_images,
+                writer=group.write_atomic,
+            )
+        group.commit()
+    if args.json:
+        log.info("metrics written to %s", args.json)
+    if args.plots:
+        log.info("%d plots written to %s", len(plots), args.plots)
     return 0
 
 

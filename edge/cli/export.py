@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -159,7 +160,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from edge.outputs.files import check_folder, check_outputs
+    from edge.outputs.files import check_folder
+    from edge.outputs.group import OutputGroup
 
     triton = _triton_options(args)
     if args.model.suffix.lower() == ".onnx":  # an exported model: only the repository to write
@@ -173,7 +175,7 @@ def main(args: argparse.Namespace) -> int:
     if triton is not None:
         check_folder("--triton", args.triton)
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
-    from edge.export import ExportOptions, export_model, format_report
+    from edge.export import ExportOptions, export_model, format_report, output_paths
 
     options = ExportOptions(
         imgsz=args.imgsz,
@@ -199,10 +201,19 @@ def main(args: argparse.Namespace) -> int:
             print(report.replace(str(output), str(folder / "1" / "model.onnx")))
         return 0
     output = args.output or args.model.with_suffix(".onnx")
-    check_outputs([("--output", output)], [args.model, args.calib_data], parents=("--output",))
-    print(format_report(export_model(args.model, output, options)))
+    variants = [("--output", p) for p in output_paths(output, options.precisions)]
+    # The variants (and the Triton model folder beside them) appear together, or none does.
+    with OutputGroup(variants, [args.model, args.calib_data], parents=("--output",)) as group:
+        result = export_model(args.model, output, options, group)
+        if triton is not None:
+            from edge.export.triton_repo import describe, write_repository
+
+            named = dataclasses.replace(triton, name=triton.name or output.stem)
+            folder, config = write_repository(group.temporary(output), args.triton, named, group)
+        group.commit()
+    print(format_report(result))
     if triton is not None:
-        _write_repository(output, args.triton, triton)
+        print(f"wrote {folder}: {describe(config)}")
     return 0
 
 

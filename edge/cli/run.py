@@ -242,7 +242,7 @@ def _classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None
         )
     ids = []
     for part in parts:
-        if part.isdigit() and int(part) < len(names):
+        if part.isascii() and part.isdigit() and int(part) < len(names):
             ids.append(int(part))
         elif part in names:
             ids.append(names.index(part))

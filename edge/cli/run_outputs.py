@@ -45,6 +45,7 @@ def open_outputs(
 ) -> list:
     """Every output asked for, opened in `stack`: one JSONL, telemetry file, trace and web page
     hold every stream (each row names its source); videos and windows are one per stream."""
+    from edge.outputs.group import OutputGroup
     from edge.outputs.sinks import Display, JsonlDetections, VideoFile
     from edge.outputs.telemetry_file import TelemetryWriter
     from edge.runtime.observe import PerStream
@@ -52,10 +53,15 @@ def open_outputs(
     n = len(ids)
     outputs: list = []
     if args.save:
+        # One video per stream, one output: they appear together at the end (or none does).
+        videos = OutputGroup([("--save", per_stream(args.save, i, n)) for i in range(n)])
+        stack.push(videos.exit_with)  # after the videos close: they were entered later
         outputs.append(
             PerStream(
                 {
-                    sid: stack.enter_context(VideoFile(per_stream(args.save, i, n), src.fps))
+                    sid: stack.enter_context(
+                        VideoFile(per_stream(args.save, i, n), src.fps, videos)
+                    )
                     for i, (sid, src) in enumerate(zip(ids, sources, strict=True))
                 }
             )

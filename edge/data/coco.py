@@ -20,6 +20,7 @@ from edge.data.common import (
     Problems,
     build_dataset,
     check_box,
+    check_declared_size,
     check_val_fraction,
     image_size,
     inside_root,
@@ -192,6 +193,7 @@ def _image(
     path = inside_root(root, folder, str(entry["file_name"]), where)
     width, height = entry.get("width"), entry.get("height")
     if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+        check_declared_size(width, height, where)
         require_image(path, where)
     else:
         width, height = image_size(path)
@@ -224,8 +226,8 @@ def _annotation(
         raise DataError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
     try:
         x, y, w, h = (float(v) for v in bbox)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: bbox must be numbers, got {bbox!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
+        raise DataError(f"{where}: bbox must be numbers, got {str(bbox)[:80]}") from None
     _, width, height = images[image_id]
     return image_id, index[category], check_box((x, y, x + w, y + h), width, height, where)
 

@@ -109,6 +109,20 @@ def _decoded_size(path: Path) -> tuple[int, int]:
     return image.shape[1], image.shape[0]
 
 
+# No image a reader here decodes is larger a side (JPEG's limit); a larger declared size is a typo,
+# and the boxes would be normalised by it.
+MAX_IMAGE_SIDE = 65535
+
+
+def check_declared_size(width: int, height: int, where: str) -> None:
+    """Raise for an annotation's image size (both sides positive) no image can have."""
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+        raise DataError(
+            f"{where}: image size {width}x{height} is out of range "
+            f"(at most {MAX_IMAGE_SIDE} pixels a side)"
+        )
+
+
 def require_image(path: Path, where: str) -> None:
     """Raise unless `path` exists as a file (used where the annotation already gives the size)."""
     if not path.is_file():
@@ -192,10 +206,10 @@ def build_dataset(
 ) -> Dataset:
     """The finished Dataset; raises DataError when nothing usable is left to train on."""
     problems.summarise(root)
+    detail = ""
+    if problems.messages:
+        detail = f" ({len(problems.messages)} skipped as bad, first: {problems.messages[0]})"
     if not train and not val:
-        detail = ""
-        if problems.messages:
-            detail = f" ({len(problems.messages)} skipped as bad, first: {problems.messages[0]})"
         raise DataError(f"{root}: no usable images found{detail}")
     if not train:
         raise DataError(f"{root}: the train split is empty ({len(val)} images in val)")
@@ -203,7 +217,7 @@ def build_dataset(
         raise DataError(f"{root}: no class names found")
     if not any(len(s.boxes) for s in (*train, *val)):
         # Most often labels that are not where the reader looks, which would train on nothing.
-        raise DataError(f"{root}: {len(train) + len(val)} images but not one box")
+        raise DataError(f"{root}: {len(train) + len(val)} images but not one box{detail}")
     return Dataset(
         root=root,
         format=format,

@@ -19,6 +19,7 @@ from edge.data.common import (
     Problems,
     build_dataset,
     check_box,
+    check_declared_size,
     check_val_fraction,
     image_size,
     inside_root,
@@ -114,6 +115,7 @@ def _parse(xml_path: Path, root: Path, image_dir: Path, problems: Problems) -> _
         _int(annotation.findtext("size/height")),
     )
     if width > 0 and height > 0:
+        check_declared_size(width, height, f"{xml_path}: <size>")
         require_image(image, str(xml_path))
     else:  # VOC files written by some tools leave the size out or zero
         width, height = image_size(image)

@@ -27,16 +27,13 @@ from edge.data.common import (
 )
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
-from edge.sources.labels import label_path, parse_label_line
+from edge.sources.labels import MAX_CLASS_ID, label_path, parse_label_line
 
 logger = logging.getLogger(__name__)
 
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 # Files that list class names, one a line, for a folder without data.yaml (LabelImg, Darknet).
 NAMES_FILES = ("classes.txt", "names.txt", "obj.names")
-# Without a names list the class ids name the classes: a larger id is a typo or hostile, not a
-# reason to build millions of names.
-MAX_UNNAMED_CLASS_ID = 9999
 
 
 def find_yaml(folder: Path) -> Path | None:
@@ -253,19 +250,15 @@ def parse_line(
     The line's syntax is read by `edge.sources.labels.parse_label_line`, the parser `edge run` uses too.
     """
     try:
-        first, xyxy = parse_label_line(line, width, height)
+        class_id, xyxy = parse_label_line(line, width, height)
     except ValueError as exc:
         raise DataError(f"{where}: {exc}") from None
     box = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
-    values = [first]
-    if not values[0].is_integer():
-        raise DataError(f"{where}: class id {line.split()[0]!r} is not an integer")
-    class_id = int(values[0])
     if num_classes is not None:
         check_class_id(class_id, num_classes, where)
-    elif not 0 <= class_id <= MAX_UNNAMED_CLASS_ID:
+    elif not 0 <= class_id <= MAX_CLASS_ID:
         raise DataError(
-            f"{where}: class id {class_id} is out of range 0..{MAX_UNNAMED_CLASS_ID} "
+            f"{where}: class id {class_id} is out of range 0..{MAX_CLASS_ID} "
             "(list the class names in data.yaml or classes.txt for more)"
         )
     return class_id, check_box(box, width, height, where)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,18 @@ from edge.errors import EdgeError
 from edge.evaluation import EvalResult, as_detections, read_image
 from edge.outputs import files
 from edge.types import Detections
+
+# How a plot file is written: (path, flag, write(tmp), check) -> path. By default at once, by the
+# output policy; `edge eval` passes its OutputGroup's, so metrics and plots appear together.
+Writer = Callable[..., Path]
+
+
+def write_now(
+    path: Path, flag: str, write: Callable[[Path], object], check: files.Check | None = None
+) -> Path:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return files.write_atomic(path, flag, write, check)
+
 
 TRUTH_COLOR = (0, 200, 0)  # BGR green
 PREDICTION_COLOR = (0, 140, 255)  # BGR orange
@@ -29,6 +41,7 @@ def save_eval_plots(
     num_images: int = 8,
     cols: int = 2,
     show_conf: float = 0.25,
+    writer: Writer = write_now,
 ) -> list[Path]:
     """PR curves per class plus `predictions.png`, a grid of the first `num_images` samples.
 
@@ -36,18 +49,20 @@ def save_eval_plots(
     more: a person wants to see what `edge run` would show, not the 0.001-threshold tail."""
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
-    paths = plot_pr_curves(result, out_dir)
+    paths = plot_pr_curves(result, out_dir, writer=writer)
     n = min(num_images, len(samples), len(predictions))
     if n:
         images = [read_image(s.image_path) for s in samples[:n]]
         truths = [as_detections(s) for s in samples[:n]]
         shown = [p.select(p.score >= show_conf) for p in predictions[:n]]
         grid = prediction_grid(images, truths, shown, result.names, cols=cols)
-        paths.append(save_image(Path(out_dir) / "predictions.png", grid))
+        paths.append(save_image(Path(out_dir) / "predictions.png", grid, writer))
     return paths
 
 
-def plot_pr_curves(result: EvalResult, out_dir: str | Path, iou: float = 0.5) -> list[Path]:
+def plot_pr_curves(
+    result: EvalResult, out_dir: str | Path, iou: float = 0.5, writer: Writer = write_now
+) -> list[Path]:
     """Write `pr_<index>_<name>.png` per class that has ground truth; return the paths written.
 
     The curve is COCO's interpolated precision at 101 recall points at the IoU threshold nearest
@@ -59,7 +74,6 @@ def plot_pr_curves(result: EvalResult, out_dir: str | Path, iou: float = 0.5) ->
         raise EdgeError("PR-curve plots need matplotlib: pip install 'edge[plot]'") from None
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for k, name in enumerate(result.names):
         recall, precision = result.pr_curve(k, iou)
@@ -75,7 +89,7 @@ def plot_pr_curves(result: EvalResult, out_dir: str | Path, iou: float = 0.5) ->
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out / f"pr_{k:03d}_{_safe(name)}.png"
-        paths.append(files.write_atomic(path, "--plots", fig.savefig, files.check_nonempty))
+        paths.append(writer(path, "--plots", fig.savefig, files.check_nonempty))
     return paths
 
 
@@ -154,16 +168,15 @@ def prediction_grid(
     return grid
 
 
-def save_image(path: str | Path, image: np.ndarray) -> Path:
+def save_image(path: str | Path, image: np.ndarray, writer: Writer = write_now) -> Path:
     """Write an image with OpenCV; raise EdgeError if it could not be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(tmp: Path) -> None:
         if not cv2.imwrite(str(tmp), image):
             raise OSError(f"could not write image {path}")
 
-    return files.write_atomic(path, "--plots", write, files.check_nonempty)
+    return writer(path, "--plots", write, files.check_nonempty)
 
 
 def _caption(image: np.ndarray, text: str, color: tuple[int, int, int]) -> None:

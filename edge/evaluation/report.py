@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,16 @@ def format_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: EvalResult, path: str | Path, **extra: Any) -> Path:
-    """Write `result.to_dict()` (plus `extra` keys) to `path` by the output policy (edge.outputs.files)."""
+def write_json(
+    result: EvalResult, path: str | Path, writer: Callable[..., Path] | None = None, **extra: Any
+) -> Path:
+    """Write `result.to_dict()` (plus `extra` keys) to `path` by the output policy (edge.outputs.files);
+    `writer` (an OutputGroup's `write_atomic`) stages it to appear with other files instead."""
     from edge.outputs import files
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({**result.to_dict(), **extra}, indent=2, allow_nan=False) + "\n"
-    return files.write_text(path, "--json", text, files.check_json)
+    if writer is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = files.write_atomic
+    return writer(path, "--json", lambda t: t.write_text(text, encoding="utf-8"), files.check_json)

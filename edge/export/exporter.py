@@ -1,14 +1,14 @@
 """`export_model`: a `.keras` detector -> verified ONNX files (fp32, fp16, int8) with their contract.
 
-Every file is built in a hidden staging folder beside the output and moved into place with
-`os.replace` only once all of them passed verification, so a failure leaves no output behind.
+Every file is checked before any work, written under a temporary name beside its target and
+renamed into place with the others only once all of them passed verification (an `OutputGroup`),
+so a failure leaves no output behind and no old file overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -20,10 +20,13 @@ from typing import Any
 from edge.errors import EdgeError, ModelError
 from edge.export import convert, images, metadata, quantize, trt, uint8_input, verify
 from edge.export.export_options import TOLERANCES, ExportOptions, Tolerance
-from edge.outputs.files import make_folders, remove_folders
+from edge.outputs.files import check_nonempty, make_folders, remove_folders
+from edge.outputs.group import OutputGroup
 from edge.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
+
+FLAG = "--output"
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,9 +69,13 @@ def output_paths(output: Path, precisions: Sequence[str]) -> list[Path]:
 
 
 def export_model(
-    model: str | Path, output: str | Path, options: ExportOptions | None = None
+    model: str | Path,
+    output: str | Path,
+    options: ExportOptions | None = None,
+    group: OutputGroup | None = None,
 ) -> ExportResult:
-    """Convert, verify and write a detector; see `ExportOptions` for the choices.
+    """Convert, verify and write a detector; see `ExportOptions` for the choices. With `group`,
+    the files are staged there and appear with its other files at its `commit` (the caller's).
 
     Raises:
         ValueError: a bad argument (not a .keras/.onnx path, an input size the model cannot take).
@@ -81,6 +88,11 @@ def export_model(
     options = options or ExportOptions()
     source = convert.check_keras_file(model)
     targets = output_paths(_check_output(Path(output)), options.precisions)
+    # Every variant's file is checked before any work and they appear together, or none does.
+    own = group is None
+    if group is None:
+        inputs = [source, options.calib_data]
+        group = OutputGroup([(FLAG, t) for t in targets], inputs, parents=(FLAG,))
     image_source = images.open_source(options.calib_data)  # bad data fails before TF loads
     trt_state = _check_tensorrt(options)
     loaded = convert.load_inference_model(source, options.imgsz)
@@ -96,13 +108,14 @@ def export_model(
         "edge.source": source.name,
         "edge.converter": f"{convert.converter_name()}, opset {options.opset}",
     }
-    with _staging(targets[0].parent) as stage:
+    # The group inside: its temporaries go before the folders the scratch one created.
+    with _staging(targets[0].parent) as scratch, group if own else contextlib.nullcontext():
         reports = [
-            _variant(p, t, base, loaded, pictures, reference, stage, options, provenance)
+            _variant(p, t, base, loaded, pictures, reference, group, scratch, options, provenance)
             for p, t in zip(options.precisions, targets, strict=True)
         ]
-        for report in reports:
-            os.replace(stage / report.path.name, report.path)
+        if own:
+            group.commit()
     h, w = loaded.contract.imgsz
     return ExportResult(
         source=source,
@@ -136,14 +149,15 @@ def _variant(
     loaded: convert.InferenceModel,
     pictures: images.ExportImages,
     reference: verify.Outputs | None,
-    stage: Path,
+    group: OutputGroup,
+    scratch: Path,
     options: ExportOptions,
     provenance: dict[str, str],
 ) -> VariantReport:
-    """Make one precision, write it to the staging folder, and verify and measure it there."""
+    """Make one precision, write it under a temporary name of `group`, verify and measure it."""
     import onnx
 
-    proto = _at_precision(precision, base, pictures, stage)
+    proto = _at_precision(precision, base, pictures, scratch)
     contract = metadata.export_contract(
         loaded.contract, loaded.config, provenance, precision, options.batch
     )
@@ -152,7 +166,7 @@ def _variant(
         contract = uint8_input.uint8_contract(contract)
     proto = metadata.with_metadata(proto, contract)
     onnx.checker.check_model(proto)
-    staged = stage / target.name
+    staged = group.stage(target, FLAG, check_nonempty)
     onnx.save(proto, str(staged))
     tolerance = TOLERANCES[precision]
     report = VariantReport(precision, target, staged.stat().st_size, None, tolerance)
@@ -179,11 +193,11 @@ def _variant(
     return VariantReport(precision, target, report.size_bytes, latency, tolerance, parity, metrics)
 
 
-def _at_precision(precision: str, base: Any, pictures: images.ExportImages, stage: Path) -> Any:
+def _at_precision(precision: str, base: Any, pictures: images.ExportImages, scratch: Path) -> Any:
     if precision == "fp16":
         return quantize.to_fp16(base)
     if precision == "int8":
-        return quantize.to_int8(base, pictures.tensors, convert.INPUT, stage)
+        return quantize.to_int8(base, pictures.tensors, convert.INPUT, scratch)
     return base
 
 
@@ -225,8 +239,8 @@ def _keras_map(loaded: convert.InferenceModel, pictures: images.ExportImages) ->
 
 @contextlib.contextmanager
 def _staging(folder: Path) -> Iterator[Path]:
-    """A hidden temporary folder inside `folder` (created if needed), removed on the way out;
-    on failure the folders this created are removed too."""
+    """A hidden scratch folder inside `folder` (created if needed; int8 calibration writes its
+    files there), removed on the way out; on failure the folders this created are removed too."""
     created = make_folders(folder)
     stage = Path(tempfile.mkdtemp(prefix=".edge-export-", suffix=".partial", dir=folder))
     ok = False

@@ -12,18 +12,19 @@ client needs no model file of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelError
-from edge.outputs.files import OutputError, check_folder, fsync_folder, os_error
+from edge.outputs.files import OutputError, check_folder, fsync_file, fsync_folder, os_error
+from edge.outputs.group import OutputGroup
 from edge.runtime.contract import from_metadata
 from edge.runtime.remote import CONTRACT_KEY
 
@@ -136,12 +137,15 @@ def model_config(onnx_path: Path, options: TritonOptions) -> tuple[str, Any]:
     return header + text_format.MessageToString(c), c
 
 
-def write_repository(onnx_path: Path, repo: Path, options: TritonOptions) -> tuple[Path, Any]:
+def write_repository(
+    onnx_path: Path, repo: Path, options: TritonOptions, group: OutputGroup | None = None
+) -> tuple[Path, Any]:
     """Write `repo/NAME/` (config.pbtxt, 1/model.onnx) for `onnx_path`; return that folder and
     the config (a ModelConfig message).
 
     Built in a hidden sibling and renamed into place when complete; an existing `NAME/` is
-    replaced only then, so an interrupted export leaves the old one as it was.
+    replaced only then, so an interrupted export leaves the old one as it was. With `group`, the
+    folder is staged there and appears with the group's other files, at its `commit`.
     """
     onnx_path, repo = Path(onnx_path), Path(repo)
     check_folder("--triton", repo)
@@ -152,33 +156,19 @@ def write_repository(onnx_path: Path, repo: Path, options: TritonOptions) -> tup
             f"--triton {repo}: {onnx_path} is inside {final}, which the export replaces; "
             "export from a copy, or give --triton-name another name"
         )
-    repo.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=repo))
-    old: Path | None = None
-    try:
-        (tmp / "1").mkdir()
-        shutil.copyfile(onnx_path, tmp / "1" / "model.onnx")
-        (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
-        for f in (tmp / "1" / "model.onnx", tmp / "config.pbtxt"):
-            with open(f, "rb+") as fh:
-                os.fsync(fh.fileno())
-        fsync_folder(tmp / "1")
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=repo))
-            os.replace(final, old / final.name)
-        os.rename(tmp, final)
-        fsync_folder(repo)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not final.exists():
-            os.replace(old / final.name, final)  # put the previous one back
-        raise os_error("--triton", final, exc) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    with contextlib.nullcontext(group) if group else OutputGroup([]) as staging:
+        tmp = staging.stage(final, "--triton", folder=True)
+        try:
+            (tmp / "1").mkdir()
+            shutil.copyfile(onnx_path, tmp / "1" / "model.onnx")
+            (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
+            for f in (tmp / "1" / "model.onnx", tmp / "config.pbtxt"):
+                fsync_file(f)
+            fsync_folder(tmp / "1")
+        except OSError as exc:
+            raise os_error("--triton", final, exc) from None
+        if group is None:
+            staging.commit()
     return final, config
 
 

@@ -1,6 +1,7 @@
 """Outputs: the observers a run hands its frames to, and the one policy every written file follows.
 
     files.py           the output policy: checked before work, written atomically, verified
+    group.py           several files of one output (export variants...), committed all or none
     sinks.py           video file, JSONL detections, window
     telemetry_file.py  per-frame stage times as JSONL or CSV, and reading them back
     telemetry_plot.py  `edge telemetry plot`: stage latencies over time as a PNG

@@ -71,6 +71,11 @@ def os_error(flag: str, path: Path | str, exc: OSError) -> OutputError:
     )
 
 
+def mark_written(paths: Iterable[Path]) -> None:
+    """Record files renamed into place by a writer outside this module (see `was_written`)."""
+    _written.update(Path(os.path.abspath(p)) for p in paths)
+
+
 def was_written(path: Path | str | None) -> bool:
     """True when `path` was written, checked and renamed into place by this process."""
     return path is not None and Path(os.path.abspath(path)) in _written
@@ -248,7 +253,7 @@ def discard(tmp: Path | None) -> None:
             os.unlink(tmp)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     with open(path, "rb+") as f:  # rb+: Windows cannot fsync a read-only handle
         os.fsync(f.fileno())
 
@@ -272,7 +277,7 @@ def commit(tmp: Path, path: Path | str, flag: str, check: Check | None = None) -
     OutputError names `flag` and `path`; nothing appears under `path`."""
     path = Path(path)
     try:
-        _fsync_file(tmp)
+        fsync_file(tmp)
         if check is not None:
             check(tmp)
         os.replace(tmp, path)

@@ -374,7 +374,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif path == "/stream.mjpg":
             self._mjpeg(0)
-        elif path.startswith("/stream/") and path.endswith(".mjpg") and path[8:-5].isdigit():
+        elif (
+            path.startswith("/stream/")
+            and path.endswith(".mjpg")
+            and path[8:-5].isascii()
+            and path[8:-5].isdigit()
+        ):
             self._mjpeg(int(path[8:-5]))
         else:
             self._send(404, "text/plain", b"not found\n")

@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.outputs import files
+from edge.outputs.group import OutputGroup
 from edge.runtime.observe import FrameResult, Observer
 from edge.types import Detections, Frame
 
@@ -119,8 +120,10 @@ class VideoFile(Sink):
 
     needs_image = True
 
-    def __init__(self, path: str | Path, fps: float | None) -> None:
-        self.path = Path(path)
+    def __init__(
+        self, path: str | Path, fps: float | None, group: OutputGroup | None = None
+    ) -> None:
+        self.path, self.group = Path(path), group  # with a group: committed with its other files
         if self.path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
             raise ValueError(f"--save {path}: use a .mp4, .avi, .mkv or .mov file name")
         files.check_target("--save", self.path)
@@ -158,7 +161,10 @@ class VideoFile(Sink):
         self._writer.release()
         self._writer = None
         tmp, self._tmp = self._tmp, None
-        files.commit(tmp, self.path, "--save", files.video_check(self.frames))
+        if self.group is not None:
+            self.group.adopt(tmp, self.path, "--save", files.video_check(self.frames))
+        else:
+            files.commit(tmp, self.path, "--save", files.video_check(self.frames))
 
     def discard(self) -> None:
         if self._writer is not None:

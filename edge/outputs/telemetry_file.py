@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from pathlib import Path
 from edge.outputs import files
 from edge.runtime.observe import FrameResult, Observer
 from edge.runtime.timing import FrameRecord
+
+log = logging.getLogger(__name__)
 
 RECORD_FIELDS = tuple(f.name for f in fields(FrameRecord))
 _NUMERIC = tuple(n for n in RECORD_FIELDS if n.endswith("_ms"))
@@ -160,22 +163,88 @@ def read_events(path: str | Path) -> list[dict[str, object]]:
     return [e for e in (json.loads(x) for x in lines if '"event"' in x) if "event" in e]
 
 
-def read_records(path: str | Path) -> list[dict[str, float | str]]:
-    """Read the frame records of a telemetry file written by TelemetryWriter (JSONL or CSV)."""
+def read_records(
+    path: str | Path, required: tuple[str, ...] = ("inference_ms",)
+) -> list[dict[str, float | str]]:
+    """Read the frame records of a telemetry file written by TelemetryWriter (JSONL or CSV).
+
+    Every record must hold the `required` fields as numbers. A last line with no line end is what
+    a run killed mid-write leaves: it is skipped with a warning, the records before it are kept.
+
+    Raises:
+        ValueError: naming the file (and the line) when it is not edge telemetry.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"telemetry file {p}: no such file")
-    text = p.read_text(encoding="utf-8")
-    rows: list[dict[str, float | str]] = []
+        raise ValueError(f"telemetry file {p}: {'a folder' if p.is_dir() else 'no such file'}")
     try:
-        if p.suffix.lower() == ".csv":
-            for row in csv.DictReader(io.StringIO(text)):
-                rows.append({k: (v if k == "source" else float(v)) for k, v in row.items()})
-        else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            rows = [r for r in rows if "event" not in r]  # source events are not frames
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"telemetry file {p}: not edge telemetry ({exc})") from None
-    if not rows or "inference_ms" not in rows[0]:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"telemetry file {p}: not edge telemetry (not UTF-8 text at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"telemetry file {p}: cannot read it ({exc.strerror})") from None
+    lines = [line + "\n" for line in text.split("\n")]
+    if lines.pop() != "\n":  # text after the last line end
+        log.warning(
+            "telemetry file %s: line %d was cut off (the run stopped mid-write); skipped",
+            *(p, len(lines) + 1),
+        )
+    csv_file = p.suffix.lower() == ".csv"
+    rows = _csv_records(lines, p, required) if csv_file else _jsonl_records(lines, p, required)
+    if not rows:
         raise ValueError(f"telemetry file {p}: no frame records")
+    return rows
+
+
+def _csv_records(
+    lines: list[str], p: Path, required: tuple[str, ...]
+) -> list[dict[str, float | str]]:
+    reader = csv.DictReader(lines)
+    header = reader.fieldnames or []
+    missing = [k for k in required if k not in header]
+    if header and missing:
+        raise ValueError(
+            f"telemetry file {p}: not edge telemetry (no {', '.join(missing)} "
+            f"column{'s' if len(missing) > 1 else ''})"
+        )
+    rows: list[dict[str, float | str]] = []
+    for row in reader:
+        try:
+            if None in row or None in row.values():
+                raise ValueError(f"{len(header)} fields expected")
+            rows.append({k: (v if k == "source" else float(v)) for k, v in row.items()})
+        except ValueError as exc:
+            raise ValueError(
+                f"telemetry file {p}:{reader.line_num}: not edge telemetry ({exc})"
+            ) from None
+    return rows
+
+
+def _jsonl_records(
+    lines: list[str], p: Path, required: tuple[str, ...]
+) -> list[dict[str, float | str]]:
+    rows: list[dict[str, float | str]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"telemetry file {p}:{number}: not edge telemetry ({exc})") from None
+        if isinstance(record, dict) and "event" in record:
+            continue  # source events are not frames
+        bad = [
+            k
+            for k in required
+            if not isinstance(record, dict)
+            or not isinstance(record.get(k), (int, float))
+            or isinstance(record.get(k), bool)
+        ]
+        if bad:
+            raise ValueError(
+                f"telemetry file {p}:{number}: not edge telemetry (no number for {', '.join(bad)})"
+            )
+        rows.append(record)
     return rows

@@ -27,7 +27,7 @@ def plot_telemetry(path: str | Path, out: str | Path) -> Path:
         raise ValueError(f"-o {out}: use a .png file name")
     if not out.parent.exists():
         raise ValueError(f"-o {out}: folder {out.parent} does not exist")
-    rows = read_records(path)
+    rows = read_records(path, required=("t_ms", *STAGE_COLUMNS, "latency_ms"))
     t = np.array([float(r["t_ms"]) for r in rows]) / 1000
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [2, 1]})
     bottom = np.zeros(len(rows))

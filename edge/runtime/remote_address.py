@@ -43,7 +43,7 @@ class TritonAddress:
         if not host:
             raise ValueError(usage)
         version = parts[1] if len(parts) == 2 else ""
-        if version and not version.isdigit():
+        if version and not (version.isascii() and version.isdigit()):
             raise ValueError(f"{usage}; a version is a number, got {version!r}")
         return cls(host, port, parts[0], version)
 
@@ -62,7 +62,7 @@ class TritonAddress:
 
 
 def _port(text: str, usage: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ValueError(f"{usage}; the port must be 1..65535, got {text!r}")
     return int(text)
 

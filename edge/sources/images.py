@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.errors import SourceError
 from edge.sources.base import SequentialSource, Source
 from edge.sources.labels import label_path, read_truth
 from edge.types import Detections
@@ -24,15 +25,31 @@ def truth_of(image: Path, width: int, height: int) -> Detections | None:
 
 
 def image_source(paths: list[Path], name: str) -> Source:
+    """Read `paths` in order, skipping unreadable images with a warning each.
+
+    Raises SourceError (when read) if not one of them can be read: nothing could be processed.
+    Until the first good image the warnings wait, so that case is one line, not one per image.
+    """
     it = iter(paths)
+    unread: list[Path] = []  # unreadable images before the first good one
 
     def read() -> tuple[np.ndarray, Detections | None] | None:
         for p in it:
             img = read_image(p)
             if img is not None and img.size:
+                for bad in unread:
+                    log.warning("%s: unreadable image skipped", bad)
+                unread.clear()
+                src.stats.read_any = True  # type: ignore[attr-defined]
                 return img, truth_of(p, img.shape[1], img.shape[0])
             src.stats.bad += 1
-            log.warning("%s: unreadable image skipped", p)
+            if getattr(src.stats, "read_any", False):
+                log.warning("%s: unreadable image skipped", p)
+            else:
+                unread.append(p)
+        if unread:
+            more = f" and {len(unread) - 1} more" if len(unread) > 1 else ""
+            raise SourceError(f"--source {name}: no image could be read ({unread[0]}{more})")
         return None
 
     src = SequentialSource(name, read, None)

@@ -7,6 +7,7 @@ both read labels through `parse_label_line`, so one folder gives one ground trut
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ from edge.types import Detections
 
 log = logging.getLogger(__name__)
 
+# Without a names list a class id names its class: a larger one is a typo or hostile (and an id
+# beyond int64 would not even fit the arrays the ground truth is kept in).
+MAX_CLASS_ID = 9999
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
@@ -37,19 +41,21 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def parse_label_line(line: str, width: int, height: int) -> tuple[float, np.ndarray]:
-    """One label line -> (class id as read, pixel xyxy box as float64 (4,)).
+def parse_label_line(line: str, width: int, height: int) -> tuple[int, np.ndarray]:
+    """One label line -> (class id, pixel xyxy box as float64 (4,)).
 
     `class cx cy w h` normalised to the image, or a polygon `class x1 y1 x2 y2 ...` (at least
-    three points), read as its bounding box. The class id is returned as read: callers check it.
+    three points), read as its bounding box. The class id is a whole number as read (it may be
+    negative or huge: callers check its range); the box may be non-finite (callers check it).
 
     Raises:
-        ValueError: the line is neither form.
+        ValueError: the line is neither form, or its class id is not a whole number.
     """
+    tokens = line.split()
     try:
-        values = [float(t) for t in line.split()]
+        values = [float(t) for t in tokens]
     except ValueError:
-        raise ValueError(f"malformed label line {line.strip()!r}") from None
+        raise ValueError(f"malformed label line {line.strip()[:80]!r}") from None
     if len(values) == 5:
         _, cx, cy, w, h = values
         box = (
@@ -63,9 +69,11 @@ def parse_label_line(line: str, width: int, height: int) -> tuple[float, np.ndar
         box = (min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height)
     else:
         raise ValueError(
-            f"malformed label line {line.strip()!r} (expected 'class cx cy w h' or a polygon)"
+            f"malformed label line {line.strip()[:80]!r} (expected 'class cx cy w h' or a polygon)"
         )
-    return values[0], np.asarray(box, np.float64)
+    if not values[0].is_integer():  # nan, inf ("1" and 400 zeros reads as inf) and fractions
+        raise ValueError(f"class id {tokens[0][:20]!r} is not an integer")
+    return int(values[0]), np.asarray(box, np.float64)
 
 
 def read_truth(label: Path, width: int, height: int) -> Detections | None:
@@ -84,10 +92,16 @@ def read_truth(label: Path, width: int, height: int) -> Detections | None:
         except ValueError as exc:
             log.warning("%s:%d: %s; line ignored", label, number, exc)
             continue
-        if not class_id.is_integer() or class_id < 0:
-            log.warning("%s:%d: class id %r is not a class; line ignored", label, number, class_id)
+        if not 0 <= class_id <= MAX_CLASS_ID:
+            log.warning(
+                "%s:%d: class id %d is out of range 0..%d; line ignored",
+                *(label, number, class_id, MAX_CLASS_ID),
+            )
+            continue
+        if not all(math.isfinite(v) for v in box):
+            log.warning("%s:%d: box has a non-finite coordinate; line ignored", label, number)
             continue
         boxes.append(box)
-        ids.append(int(class_id))
+        ids.append(class_id)
     xyxy = np.asarray(boxes, np.float32).reshape(-1, 4)
     return Detections(xyxy, np.ones(len(ids), np.float32), np.asarray(ids, np.int64))

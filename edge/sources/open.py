@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import select
 import stat
 from pathlib import Path
@@ -20,6 +21,8 @@ from edge.sources.latest import LatestFrameSource
 from edge.types import Detections
 
 URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+# Camera indexes OpenCV can take: its API takes a C int, and V4L2 numbers devices below 1024.
+MAX_CAMERA_INDEX = 1023
 
 
 def synthetic(spec: str, options: SourceOptions) -> Source:
@@ -58,8 +61,14 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
         raise SourceError("--source is empty")
     if spec == "synthetic":
         return synthetic(spec, options)
-    if spec.isdigit():
-        return live_capture(int(spec), f"camera {spec}", options)
+    if re.fullmatch(r"[0-9]+", spec) or re.fullmatch(r"-[0-9]+", spec) and not Path(spec).exists():
+        index = int(spec)
+        if not 0 <= index <= MAX_CAMERA_INDEX:
+            raise SourceError(
+                f"--source {spec}: camera index out of range 0..{MAX_CAMERA_INDEX} "
+                "(`edge info --cameras N` lists the cameras)"
+            )
+        return live_capture(index, f"camera {spec}", options)
     if spec.lower().startswith(URL_PREFIXES):
         return live_capture(spec, f"stream {spec}", options)
     if any(ch in spec for ch in "*?["):
