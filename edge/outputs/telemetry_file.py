@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from edge.errors import LARGE_BYTES, read_text_bounded
 from edge.outputs import files
 from edge.runtime.observe import FrameResult, Observer
 from edge.runtime.timing import FrameRecord
@@ -156,16 +157,16 @@ def read_events(path: str | Path) -> list[dict[str, object]]:
         p = events_path(p)
         if not p.is_file():
             return []
-    lines = p.read_text(encoding="utf-8").splitlines()
+    lines = read_text_bounded(p, LARGE_BYTES, f"telemetry events {p}", ValueError).splitlines()
     return [e for e in (json.loads(x) for x in lines if '"event"' in x) if "event" in e]
 
 
 def read_records(path: str | Path) -> list[dict[str, float | str]]:
     """Read the frame records of a telemetry file written by TelemetryWriter (JSONL or CSV)."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ValueError(f"telemetry file {p}: no such file")
-    text = p.read_text(encoding="utf-8")
+    text = read_text_bounded(p, LARGE_BYTES, f"telemetry file {p}", ValueError)
     rows: list[dict[str, float | str]] = []
     try:
         if p.suffix.lower() == ".csv":

@@ -20,7 +20,7 @@ def truth_of(image: Path, width: int, height: int) -> Detections | None:
     if "images" not in image.parts[:-1]:
         return None
     label = label_path(image)
-    return read_truth(label, width, height) if label.is_file() else None
+    return read_truth(label, width, height) if label.exists() else None
 
 
 def image_source(paths: list[Path], name: str) -> Source:
