@@ -178,3 +178,27 @@ def test_labelled_image_folder_carries_yolo_truth(tmp_path):
     np.testing.assert_allclose(frames[0].truth.xyxy, [[12, 6, 18, 14]], atol=1e-5)
     assert frames[0].truth.class_id.tolist() == [1]
     assert frames[1].truth is None  # no label file: no ground truth
+
+
+def test_a_header_frame_rate_out_of_range_is_clamped_with_one_warning(tmp_path):
+    # Taken literally, 0.01 FPS paces --realtime at one frame per 100 s: 3 frames took 300 s.
+    import os
+    import subprocess
+    import sys
+
+    video = write_video(tmp_path / "v.avi", 5, fps=0.01)
+    cap = cv2.VideoCapture(str(video))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(0.01)  # the container kept the value
+    cap.release()
+    r = subprocess.run(
+        [sys.executable, "-m", "edge", "run", "--source", str(video), "--realtime"]
+        + ["--max-frames", "3"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DISPLAY": ""},
+        timeout=120,  # a hang guard
+    )
+    assert r.returncode == 0, r.stderr
+    assert "frames: 3 " in r.stdout + r.stderr
+    warned = [line for line in r.stderr.splitlines() if "its header says" in line]
+    assert warned == [f"video {video}: its header says 0.01 FPS, not a real frame rate; using 1"]
