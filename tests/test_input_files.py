@@ -48,6 +48,7 @@ READERS = {
     "site config": ("run --config {f}", "site.yaml", None, CONFIG_BYTES),
     "--sources list": ("run --model tiny.onnx --sources {f}", "cams.txt", None, CONFIG_BYTES),
     "run model": ("run --model {f}", "m.onnx", None, None),
+    "--source image": ("run --model tiny.onnx --source {f}", "photo.jpg", None, None),
     "bench model": ("bench --model {f}", "m.onnx", None, None),
     "eval model": (
         "eval --model {f} --data yolo",
@@ -111,7 +112,7 @@ BAD = {
 }
 # A folder of those names is a dataset (or a folder of images); a model's limit (16 GB) is not a
 # test file.
-FOLDERS_THAT_ARE_DATA = {"COCO JSON", "YOLO image list"}
+FOLDERS_THAT_ARE_DATA = {"COCO JSON", "YOLO image list", "--source image"}
 CASES = [
     (reader, bad)
     for reader, (_, _, _, limit) in READERS.items()
@@ -154,6 +155,26 @@ def test_a_bad_input_file_is_one_line_and_exit_2(tmp_path, tiny_model, reader, b
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert name in lines[0] and BAD[bad] in lines[0], lines[0]
+
+
+def test_a_fifo_or_device_in_an_image_glob_is_skipped_not_read(tmp_path, tiny_model) -> None:
+    # Before: the FIFO blocked the read for ever (SIGTERM too), /dev/zero filled memory.
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "img0.png"), np.zeros((20, 30, 3), np.uint8))
+    os.mkfifo(tmp_path / "img1.png")
+    os.symlink("/dev/zero", tmp_path / "img2.jpg")
+    r = subprocess.run(
+        [sys.executable, "-m", "edge", "run", "--model", "tiny.onnx", "--source", "img*"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "DISPLAY": ""},
+        timeout=HANG_GUARD_S,  # a hang guard
+    )
+    assert r.returncode == 0, r.stderr
+    assert "frames: 1 " in r.stdout and "skipped: 2 " in r.stdout, r.stdout
 
 
 def test_a_file_that_says_it_is_small_is_still_read_only_to_its_limit(tmp_path) -> None:

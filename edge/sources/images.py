@@ -41,7 +41,10 @@ def image_source(paths: list[Path], name: str) -> Source:
 
 
 def read_image(path: Path) -> np.ndarray | None:
-    """cv2.imread, but None for a JPEG cut short, which libjpeg would decode padded with grey."""
+    """cv2.imread, but None for a JPEG cut short, which libjpeg would decode padded with grey,
+    and for anything but a regular file (a FIFO blocks the read, /dev/zero never ends)."""
+    if not path.is_file():
+        return None
     if path.suffix.lower() in (".jpg", ".jpeg"):
         try:
             with open(path, "rb") as fh:
