@@ -363,6 +363,18 @@ CASES = (
         "export: a later variant's file is a folder",
         "export model.keras --precision fp32,fp16 -o v.onnx",
     ),
+    # Issue 18 (inputs): every file read is a regular file of a sane size, checked before reading.
+    _case("inputs", "--config naming a FIFO", "run --config fifo.yaml"),
+    _case("inputs", "--config naming /dev/zero", "run --config /dev/zero"),
+    _case("inputs", "--config of 2 MB", "run --config huge.yaml"),
+    _case("inputs", "--config naming a folder", "run --config folder"),
+    _case("inputs", "--sources naming a FIFO", f"run {M} --sources fifo"),
+    _case("inputs", "--model naming a FIFO", "run --model fifo.onnx"),
+    _case("inputs", "--model naming /dev/zero", "run --model /dev/zero"),
+    _case("inputs", "telemetry plot of a FIFO", "telemetry plot fifo"),
+    _case("inputs", "data.yaml that is a FIFO", "eval --model tiny.onnx --data yolo-fifo"),
+    _case("inputs", "COCO JSON that is a FIFO", "eval --model tiny.onnx --data fifo.json"),
+    _case("inputs", "Triton export of a FIFO", "export fifo.onnx --triton repo"),
 )
 
 
@@ -463,6 +475,7 @@ def _issue_10_files(work: Path, np: object, cv2: object) -> None:
     (work / "yolo-nonutf" / "train.txt").write_bytes(b"images/im0.png\n\xff\xfe.png\n")
     _yolo(work / "half-synth", png, "0 0.5 0.5 0.5 0.5")
     (work / "half-synth" / "data.yaml").unlink()  # what an interrupted `edge data synth` left
+    _issue_18_inputs(work, png)
     (work / "run-damaged").mkdir()
     (work / "run-damaged" / "options.json").write_text('{"data": "yolo-ok", "epochs": ')
 
@@ -491,6 +504,16 @@ def _issue_18_exits_files(work: Path, np: object, cv2: object) -> None:
         (work / "garbage-imgs" / f"{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     _yolo(work / "yolo-garbage", b"\xff\xd8 not really a jpeg", "0 0.5 0.5 0.5 0.5")
     (work / "v_fp16.onnx").mkdir()
+
+
+def _issue_18_inputs(work: Path, png: bytes) -> None:
+    """FIFOs and an oversized file where edge reads an input (fifo and folder are made above)."""
+    for name in ("fifo.yaml", "fifo.onnx", "fifo.json"):
+        os.mkfifo(work / name)
+    (work / "huge.yaml").write_text("sources:\n" + "  - synthetic\n" * 160_000)  # 2.1 MB
+    _yolo(work / "yolo-fifo", png, "0 0.5 0.5 0.5 0.5")
+    (work / "yolo-fifo" / "data.yaml").unlink()
+    os.mkfifo(work / "yolo-fifo" / "data.yaml")
 
 
 def _yolo(root: Path, png: bytes | None, label: str) -> None:

@@ -1,7 +1,8 @@
 """A small MJPEG-over-HTTP stream of the synthetic scene on 127.0.0.1, for live-source tests.
 
 `GET /stream.mjpg` answers `multipart/x-mixed-replace` JPEG frames at a steady FPS, as IP cameras
-do; `pause()` stalls the stream with its connections left open. Use it in-process (`MjpegServer`, a context manager) or as a subprocess that a test can kill
+do; `pause()` stalls the stream with its connections left open; `per_connection=N` closes each
+connection after N frames (a camera that keeps dropping). Use it in-process (`MjpegServer`, a context manager) or as a subprocess that a test can kill
 for a real outage: `python tests/stream_server.py --port 0` prints `PORT <n>` once it listens, and
 is restarted on the same port with `--port <n>`.
 """
@@ -55,7 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
         due = time.perf_counter()
         i = 0
         try:
-            while not srv.stopping.is_set():
+            while not srv.stopping.is_set() and i != srv.per_connection:
                 if srv.paused.is_set():  # a stalled camera: connection open, no data
                     time.sleep(0.02)
                     due = time.perf_counter()
@@ -84,8 +85,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # restart on the same port while old sockets sit in TIME_WAIT
 
-    def __init__(self, port: int, jpegs: list[bytes], fps: float) -> None:
-        self.jpegs, self.fps = jpegs, fps
+    def __init__(
+        self, port: int, jpegs: list[bytes], fps: float, per_connection: int | None = None
+    ) -> None:
+        self.jpegs, self.fps, self.per_connection = jpegs, fps, per_connection
         self.lock = threading.Lock()
         self.clients: set[socket.socket] = set()
         self.stopping = threading.Event()
@@ -97,10 +100,15 @@ class MjpegServer:
     """An MJPEG stream in a background thread; `stop()` also cuts open connections (an outage)."""
 
     def __init__(
-        self, port: int = 0, fps: float = 30.0, size: tuple[int, int] = (160, 120), frames: int = 60
+        self,
+        port: int = 0,
+        fps: float = 30.0,
+        size: tuple[int, int] = (160, 120),
+        frames: int = 60,
+        per_connection: int | None = None,
     ) -> None:
         self._jpegs = render_jpegs(size[0], size[1], frames)
-        self.fps = fps
+        self.fps, self.per_connection = fps, per_connection
         self.port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -110,7 +118,7 @@ class MjpegServer:
         return f"http://127.0.0.1:{self.port}/stream.mjpg"
 
     def start(self) -> MjpegServer:
-        self._server = _Server(self.port, self._jpegs, self.fps)
+        self._server = _Server(self.port, self._jpegs, self.fps, self.per_connection)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -148,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0, help="0: a free port (printed)")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--size", default="160x120", help="WxH")
+    p.add_argument("--per-connection", type=int, help="frames before each connection is closed")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
-    server = MjpegServer(args.port, args.fps, (w, h)).start()
+    server = MjpegServer(args.port, args.fps, (w, h), per_connection=args.per_connection).start()
     print(f"PORT {server.port}", flush=True)
     try:
         threading.Event().wait()

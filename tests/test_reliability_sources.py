@@ -20,7 +20,7 @@ from stream_server import MjpegServer
 
 from edge.errors import SourceError
 from edge.outputs.telemetry_file import read_events, read_records
-from edge.sources import SourceOptions, capture, open_source
+from edge.sources import SourceOptions, capture, latest, open_source
 from edge.sources.synthetic import SyntheticScene
 
 TESTS = Path(__file__).resolve().parent
@@ -335,6 +335,26 @@ def test_a_source_lost_for_good_ends_the_run_with_exit_code_3(tmp_path, tiny_mod
     assert "lost for good" in stderr and "Traceback" not in stderr
     assert [e["event"] for e in read_events(tele)] == ["lost", "gave_up"]
     assert not list(tmp_path.glob(".*partial*"))  # files finished as on any other end
+
+
+def test_a_stream_that_keeps_dropping_is_lost_in_a_few_lines(tmp_path, tiny_model):
+    # One JPEG per connection: each reconnect "works", so before the fix it reconnected forever
+    # (with --max-frames 50: 100 identical-looking lines over 25 s, without it: for ever).
+    tele = tmp_path / "t.jsonl"
+    with MjpegServer(per_connection=1) as server:
+        run = _edge_run("--source", server.url, "--model", str(tiny_model), "--max-frames", "50",
+                        "--telemetry", str(tele))  # fmt: skip
+        stdout, stderr = run.communicate(timeout=120)  # a hang guard
+    lines = stderr.strip().splitlines()
+    assert run.returncode == 3, (stdout, stderr)
+    assert len(lines) <= latest.MAX_DROPS + 4 and len(set(lines)) == len(lines), stderr
+    assert sum("keeps dropping" in line for line in lines) == 1, stderr
+    assert "lost for good" in stderr and "stopped by source lost" in stdout
+    assert [e["event"] for e in read_events(tele)][:: len(read_events(tele)) - 1] == [
+        "lost",
+        "gave_up",
+    ]
+    assert sum(line.startswith("outage ") for line in stdout.splitlines()) == 1, stdout
 
 
 def test_two_streams_one_lost_for_good_the_other_runs_on(tmp_path, tiny_model):

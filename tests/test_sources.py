@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.errors import SourceError
-from edge.sources import LatestFrameSource, SourceOptions, open_source
+from edge.sources import LatestFrameSource, SourceOptions, latest, open_source
 
 
 def write_video(path: Path, n: int, size=(64, 48), fps=30.0) -> Path:
@@ -174,6 +174,59 @@ def test_live_source_gives_up_after_bounded_attempts():
     assert calls["n"] == 3 and [e.kind for e in src.stats.events] == ["lost", "gave_up"]
 
 
+def _flapping(frames_per_connection: int) -> tuple[dict[str, int], object]:
+    """A source that opens every time and drops after `frames_per_connection` frames."""
+    opened = {"n": 0}
+
+    def open_reader():
+        opened["n"] += 1
+        count = iter(range(frames_per_connection))
+
+        def read():
+            return None if next(count, None) is None else (np.zeros((8, 8, 3), np.uint8), None)
+
+        return read
+
+    return opened, open_reader
+
+
+def _drain(src, cap: int = 1000) -> int:
+    """Frames until the source ends (at most `cap`: before the fix a flapping one never ended)."""
+    got = 0
+    with src:
+        for _ in src:
+            got += 1
+            if got >= cap:
+                break
+    return got
+
+
+def test_a_reopen_that_does_not_last_spends_the_same_outage_budget():
+    # One frame per connection: each reopen "works", then the source drops again at once.
+    opened, open_reader = _flapping(1)
+    opts = SourceOptions(reconnect_attempts=3, reconnect_backoff=(0.001, 0.001))
+    src = LatestFrameSource("fake", open_reader, opts)
+    assert _drain(src) <= 4 and opened["n"] == 4  # the first open and 3 attempts, no more
+    kinds = [e.kind for e in src.stats.events]
+    assert kinds == ["lost", "reconnected", "reconnected", "reconnected", "gave_up"]
+    assert src.stats.events[-1].detail == "after 3 attempts" and src.gave_up
+
+
+@pytest.mark.parametrize("frames", [1, latest.STABLE_FRAMES])
+def test_a_source_that_keeps_dropping_is_given_up_as_lost(frames, caplog):
+    # Recovered or not between drops, more than MAX_DROPS drops in the window end the source.
+    opened, open_reader = _flapping(frames)
+    opts = SourceOptions(reconnect_attempts=20, reconnect_backoff=(0.001, 0.001))
+    src = LatestFrameSource("fake", open_reader, opts)
+    _drain(src)
+    assert opened["n"] == latest.MAX_DROPS + 1 and src.gave_up
+    assert src.stats.events[-1].detail == f"keeps dropping ({latest.MAX_DROPS + 1} times)"
+    lost = [e for e in src.stats.events if e.kind == "lost"]
+    assert len(lost) == (latest.MAX_DROPS + 1 if frames == latest.STABLE_FRAMES else 1)
+    said = [r.getMessage() for r in caplog.records if "keeps dropping" in r.getMessage()]
+    assert len(said) == 1
+
+
 def test_capture_thread_error_reaches_the_consumer():
     def open_reader():
         def read():
@@ -197,3 +250,27 @@ def test_labelled_image_folder_carries_yolo_truth(tmp_path):
     np.testing.assert_allclose(frames[0].truth.xyxy, [[12, 6, 18, 14]], atol=1e-5)
     assert frames[0].truth.class_id.tolist() == [1]
     assert frames[1].truth is None  # no label file: no ground truth
+
+
+def test_a_header_frame_rate_out_of_range_is_clamped_with_one_warning(tmp_path):
+    # Taken literally, 0.01 FPS paces --realtime at one frame per 100 s: 3 frames took 300 s.
+    import os
+    import subprocess
+    import sys
+
+    video = write_video(tmp_path / "v.avi", 5, fps=0.01)
+    cap = cv2.VideoCapture(str(video))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(0.01)  # the container kept the value
+    cap.release()
+    r = subprocess.run(
+        [sys.executable, "-m", "edge", "run", "--source", str(video), "--realtime"]
+        + ["--max-frames", "3"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DISPLAY": ""},
+        timeout=120,  # a hang guard
+    )
+    assert r.returncode == 0, r.stderr
+    assert "frames: 3 " in r.stdout + r.stderr
+    warned = [line for line in r.stderr.splitlines() if "its header says" in line]
+    assert warned == [f"video {video}: its header says 0.01 FPS, not a real frame rate; using 1"]

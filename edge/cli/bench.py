@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.cli.argtypes import device, imgsz, integer, threads
-from edge.errors import ModelError
+from edge.errors import ModelError, check_regular
 from edge.runtime.session import PROVIDERS
 
 if TYPE_CHECKING:
@@ -71,8 +71,9 @@ def main(args: argparse.Namespace) -> int:
     if args.model is None:
         raise ValueError("--model is required (or --device triton://HOST:PORT/MODEL)")
     model: Path = args.model
-    if not model.is_file():
+    if not model.exists():
         raise ModelError(f"model {model}: no such file")
+    check_regular(model, f"model {model}", ModelError)
     devices = list(PROVIDERS) if args.device == "all" else [args.device]
     results = []
     onnx_path = model

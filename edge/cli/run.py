@@ -28,7 +28,7 @@ from edge.cli.argtypes import (
     threads,
 )
 from edge.cli.run_outputs import check_run_outputs, open_outputs, per_stream, report_written
-from edge.errors import EdgeError, ModelError
+from edge.errors import CONFIG_BYTES, EdgeError, ModelError, read_text_bounded
 from edge.runtime.bundled import bundled_model
 from edge.runtime.providers import DEVICES
 
@@ -57,10 +57,11 @@ def _source_specs(args: argparse.Namespace) -> list[str]:
     """--source values, then the lines of --sources; the synthetic scene when neither is given."""
     specs = list(args.source or [])
     if args.sources is not None:
-        if not args.sources.is_file():
+        if not args.sources.exists():
             raise ValueError(f"--sources {args.sources}: no such file")
         try:
-            lines = args.sources.read_text(encoding="utf-8").splitlines()
+            what = f"--sources {args.sources}"
+            lines = read_text_bounded(args.sources, CONFIG_BYTES, what).splitlines()
         except UnicodeDecodeError as exc:
             raise ValueError(
                 f"--sources {args.sources}: not UTF-8 text ({exc.reason} at byte {exc.start})"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.analytics.geometry import ANCHORS, Line, Zone
-from edge.errors import EdgeError
+from edge.errors import CONFIG_BYTES, EdgeError, read_text_bounded
 
 OUTPUTS = ("events", "snapshots", "webhook", "mqtt", "jsonl", "save", "serve", "trace", "telemetry")
 TOP = ("model", "sources", "lines", "zones", "anchor", "dwell_alert", "outputs", "run")
@@ -153,7 +153,7 @@ def _compose(path: Path) -> object:
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, CONFIG_BYTES, f"--config {path}", ConfigError)
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.cli.argtypes import MAX_SIDE, integer, number, seed
-from edge.errors import EdgeError
+from edge.errors import CONFIG_BYTES, EdgeError, check_regular, read_text_bounded
 
 if TYPE_CHECKING:
     from edge.data.dataset import Dataset
@@ -175,8 +175,9 @@ def _weights(args: argparse.Namespace) -> str | None:
         return None
     if text.lower() == "imagenet":
         return "imagenet"
-    if not Path(text).is_file():
+    if not Path(text).exists():
         raise EdgeError(f"--weights {text}: no such file (use imagenet, none or a weights file)")
+    check_regular(text, f"--weights {text}", EdgeError)
     if (args.model or DEFAULT_MODEL) == "tiny":
         raise EdgeError(
             f"--weights {text}: the tiny model has no pretrained backbone to load it into; "
@@ -213,9 +214,10 @@ def _dataset(args: argparse.Namespace) -> Dataset:
     if data is None:  # --resume alone: the dataset the run was started on
         saved = args.out / "options.json"
         try:
-            data = (
-                TrainOptions.from_json(saved.read_text("utf-8")).data if saved.is_file() else None
-            )
+            text = read_text_bounded(saved, CONFIG_BYTES, f"--resume: {saved}", EdgeError)
+            data = TrainOptions.from_json(text).data
+        except FileNotFoundError:
+            data = None
         except (ValueError, TypeError, KeyError) as exc:
             raise EdgeError(
                 f"--resume: {saved} is damaged ({' '.join(str(exc).split())[:120]}); "

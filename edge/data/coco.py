@@ -28,7 +28,7 @@ from edge.data.common import (
     split_samples,
 )
 from edge.data.dataset import Dataset, Sample
-from edge.errors import DataError
+from edge.errors import LARGE_BYTES, DataError, read_text_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def read_coco(
     """Read a COCO JSON file or a folder holding them. DataError for bad data."""
     check_val_fraction(val_fraction)
     path = Path(path)
-    if path.is_file():
+    if not path.is_dir():
         root = path.parent.parent if path.parent.name == "annotations" else path.parent
         files = [_load(path, None)]
     else:
@@ -111,7 +111,7 @@ def _assign_splits(folder: Path, paths: list[Path]) -> list[tuple[Path, str | No
 
 def _load(path: Path, split: str | None) -> _File:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_bounded(path, LARGE_BYTES, str(path), DataError))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: cannot read JSON ({exc})") from None
     keys = ("images", "annotations", "categories")

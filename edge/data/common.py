@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge.data.dataset import Dataset, Sample
-from edge.errors import DataError
+from edge.errors import DataError, check_regular
 
 # The one suffix list and image listing, re-exported for the format readers.
 from edge.sources.labels import IMAGE_SUFFIXES as IMAGE_SUFFIXES
@@ -84,8 +84,9 @@ def image_size(path: Path) -> tuple[int, int]:
 
     Reads only the header when Pillow is installed; otherwise decodes the image with OpenCV.
     """
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: image file is missing")
+    check_regular(path, str(path), DataError)
     try:
         from PIL import Image
     except ImportError:

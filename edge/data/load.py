@@ -29,7 +29,7 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    if path.is_file():
+    if not path.is_dir():  # a FIFO or a device too: its reader refuses it in one line
         suffix = path.suffix.lower()
         if suffix in (".yaml", ".yml"):
             return "yolo"

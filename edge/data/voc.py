@@ -27,7 +27,14 @@ from edge.data.common import (
     split_samples,
 )
 from edge.data.dataset import Dataset, Sample
-from edge.errors import DataError
+from edge.errors import (
+    ANNOTATION_BYTES,
+    CONFIG_BYTES,
+    LIST_BYTES,
+    DataError,
+    read_bounded,
+    read_text_bounded,
+)
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -87,8 +94,9 @@ def read_voc(
 def _names(root: Path, records: list[_Record]) -> tuple[str, ...]:
     """Class names from classes.txt if present, else every name used, sorted."""
     for name in NAMES_FILES:
-        if (root / name).is_file():
-            lines = (root / name).read_text(encoding="utf-8").splitlines()
+        if (root / name).exists():
+            text = read_text_bounded(root / name, CONFIG_BYTES, str(root / name), DataError)
+            lines = text.splitlines()
             return tuple(line.strip() for line in lines if line.strip())
     return tuple(sorted({name for r in records for name, _ in r.objects}))
 
@@ -132,11 +140,11 @@ def _parse(xml_path: Path, root: Path, image_dir: Path, problems: Problems) -> _
 def _load_xml(xml_path: Path) -> Element:
     try:
         from defusedxml import DefusedXmlException
-        from defusedxml.ElementTree import ParseError, parse
+        from defusedxml.ElementTree import ParseError, fromstring
     except ImportError:
         raise DataError("reading VOC XML needs defusedxml: pip install 'edge[train]'") from None
     try:
-        return parse(str(xml_path)).getroot()
+        return fromstring(read_bounded(xml_path, ANNOTATION_BYTES, str(xml_path), DataError))
     except ParseError as exc:
         raise DataError(f"{xml_path}: malformed XML ({exc})") from None
     except DefusedXmlException as exc:
@@ -212,8 +220,9 @@ def _split(
 def _read_split_file(root: Path, split: str) -> tuple[Path, list[tuple[int, str]]] | None:
     for folder in SPLIT_DIRS:
         list_file = root / folder / f"{split}.txt"
-        if list_file.is_file():
-            lines = list_file.read_text(encoding="utf-8").splitlines()
+        if list_file.exists():
+            text = read_text_bounded(list_file, LIST_BYTES, str(list_file), DataError)
+            lines = text.splitlines()
             # VOC's per-class lists have a second column; the stem is the first.
             stems = [(n, line.split()[0]) for n, line in enumerate(lines, 1) if line.strip()]
             return list_file, stems

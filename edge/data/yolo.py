@@ -26,7 +26,7 @@ from edge.data.common import (
     split_samples,
 )
 from edge.data.dataset import Dataset, Sample
-from edge.errors import DataError
+from edge.errors import ANNOTATION_BYTES, CONFIG_BYTES, LIST_BYTES, DataError, read_text_bounded
 from edge.sources.labels import MAX_CLASS_ID, label_path, parse_label_line
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ NAMES_FILES = ("classes.txt", "names.txt", "obj.names")
 
 
 def find_yaml(folder: Path) -> Path | None:
-    return next((folder / n for n in YAML_NAMES if (folder / n).is_file()), None)
+    return next((folder / n for n in YAML_NAMES if (folder / n).exists()), None)
 
 
 def read_yolo(
@@ -49,7 +49,7 @@ def read_yolo(
     """
     check_val_fraction(val_fraction)
     path = Path(path)
-    yaml_path = path if path.is_file() else find_yaml(path)
+    yaml_path = find_yaml(path) if path.is_dir() else path
     problems = Problems(skip_bad)
     if yaml_path is not None:
         root, names, train_images, val_images = _layout_from_yaml(yaml_path)
@@ -99,7 +99,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     except ImportError:
         raise DataError("reading data.yaml needs PyYAML: pip install 'edge[train]'") from None
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.safe_load(read_text_bounded(path, ANNOTATION_BYTES, str(path), DataError))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         detail = " ".join(str(exc).split())
         raise DataError(f"{path}: cannot read YAML ({detail})") from None
@@ -135,7 +135,7 @@ def _images_of(entry: Any, root: Path, base: Path, where: str) -> list[Path]:
         target = _resolve_entry(str(item), root, base, where)
         if target.is_dir():
             images += sorted(p for p in target.rglob("*") if p.is_file() and is_image(p))
-        elif target.is_file() and target.suffix == ".txt":
+        elif target.exists() and target.suffix == ".txt":  # a FIFO too: the reader refuses it
             images += _images_listed_in(target, root)
         elif is_image(target):  # a missing one is reported with the other bad samples
             images.append(target)
@@ -160,7 +160,7 @@ def _resolve_entry(text: str, root: Path, base: Path, where: str) -> Path:
 def _images_listed_in(list_file: Path, root: Path) -> list[Path]:
     images = []
     try:
-        text = list_file.read_text(encoding="utf-8")
+        text = read_text_bounded(list_file, LIST_BYTES, str(list_file), DataError)
     except UnicodeDecodeError as exc:
         raise DataError(f"{list_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     for number, line in enumerate(text.splitlines(), start=1):
@@ -192,9 +192,10 @@ def _layout_from_folder(
 def _names_from_file(folder: Path) -> tuple[str, ...] | None:
     for d in (folder, folder / "labels"):
         for name in NAMES_FILES:
-            if (d / name).is_file():
+            if (d / name).exists():
                 try:
-                    lines = (d / name).read_text(encoding="utf-8").splitlines()
+                    text = read_text_bounded(d / name, CONFIG_BYTES, str(d / name), DataError)
+                    lines = text.splitlines()
                 except UnicodeDecodeError as exc:
                     raise DataError(f"{d / name}: not UTF-8 text ({exc.reason})") from None
                 return tuple(line.strip() for line in lines if line.strip())
@@ -224,9 +225,9 @@ def _read_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     boxes: list[tuple[float, float, float, float]] = []
     ids: list[int] = []
-    if path.is_file():
+    if path.exists():
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text_bounded(path, ANNOTATION_BYTES, str(path), DataError)
         except (OSError, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: unreadable label file ({exc})") from None
         for number, line in enumerate(text.splitlines(), start=1):

@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.errors import DataError, ModelError
+from edge.errors import DataError, ModelError, check_regular
 from edge.runtime.contract import ModelContract
 from edge.runtime.postprocess import PostprocessOptions, postprocess
 from edge.runtime.preprocess import prepare
@@ -73,8 +73,9 @@ def check_model_path(path: str | Path) -> Path:
         raise ValueError(
             f"model must be one of {', '.join(MODEL_SUFFIXES)}, got {path.name!r} ({path.suffix!r})"
         )
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"model not found: {path}")
+    check_regular(path, f"model {path}", ModelError)
     return path
 
 

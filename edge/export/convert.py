@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.errors import EdgeError, ModelError
+from edge.errors import EdgeError, ModelError, check_regular
 from edge.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,9 @@ def check_keras_file(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".keras":
         raise ValueError(f"MODEL must be a .keras file, got {path.name!r}")
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"model not found: {path}")
+    check_regular(path, f"model {path}", ModelError)
     config = _archive_config(path)
     if config.get("class_name") in ("Functional", "Sequential"):  # fail before TensorFlow loads
         raise ModelError(

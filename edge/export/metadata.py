@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edge.errors import LIST_BYTES, EdgeError, read_text_bounded
 from edge.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,8 @@ def _read(path: Path, parse: Any) -> Any:
     if not path.is_file():
         return None
     try:
-        return parse(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, csv.Error) as exc:
+        return parse(read_text_bounded(path, LIST_BYTES, str(path)))
+    except (OSError, ValueError, csv.Error, EdgeError) as exc:
         log.warning("ignoring %s: %s", path, exc)
         return None
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ModelError
+from edge.errors import ModelError, check_regular
 from edge.outputs.files import OutputError, check_folder, fsync_file, fsync_folder, os_error
 from edge.outputs.group import OutputGroup
 from edge.runtime.contract import from_metadata
@@ -87,6 +87,7 @@ def model_config(onnx_path: Path, options: TritonOptions) -> tuple[str, Any]:
     from tritonclient.grpc import model_config_pb2 as mc
 
     source = f"model {onnx_path}"
+    check_regular(onnx_path, source, ModelError)
     model = onnx.load(str(onnx_path), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     contract = from_metadata(meta, source=source)  # refuses what no client could decode

@@ -12,7 +12,7 @@ from typing import Any
 
 import keras
 
-from edge.errors import EdgeError, ModelError
+from edge.errors import EdgeError, ModelError, check_regular
 from edge.model.backbones import BACKBONES, TINY, BackboneSpec, check_name
 from edge.model.blocks import conv_bn, dw_conv_bn
 
@@ -61,8 +61,9 @@ def _application(
     constructor = getattr(keras.applications, spec.application)
     if weights not in (None, "imagenet"):
         path = Path(weights)
-        if not path.is_file():
+        if not path.exists():
             raise ModelError(f"backbone weights file not found: {path}")
+        check_regular(path, f"backbone weights {path}", ModelError)
         weights = str(path)
     try:
         return constructor(

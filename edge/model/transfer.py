@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from edge.errors import ModelError
+from edge.errors import ModelError, check_regular
 from edge.model.keras_detector import KerasDetector
 
 log = logging.getLogger(__name__)
@@ -18,8 +18,9 @@ def load_detector(path: str | Path) -> KerasDetector:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"a detector file must end in .keras, got {path.name!r}")
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"model not found: {path}")
+    check_regular(path, f"model {path}", ModelError)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for a bad archive

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from edge.errors import LARGE_BYTES, read_bounded, read_text_bounded
 from edge.outputs import files
 from edge.runtime.observe import FrameResult, Observer
 from edge.runtime.timing import FrameRecord
@@ -159,7 +160,7 @@ def read_events(path: str | Path) -> list[dict[str, object]]:
         p = events_path(p)
         if not p.is_file():
             return []
-    lines = p.read_text(encoding="utf-8").splitlines()
+    lines = read_text_bounded(p, LARGE_BYTES, f"telemetry events {p}", ValueError).splitlines()
     return [e for e in (json.loads(x) for x in lines if '"event"' in x) if "event" in e]
 
 
@@ -175,10 +176,10 @@ def read_records(
         ValueError: naming the file (and the line) when it is not edge telemetry.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"telemetry file {p}: {'a folder' if p.is_dir() else 'no such file'}")
+    if not p.exists():
+        raise ValueError(f"telemetry file {p}: no such file")
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = read_bounded(p, LARGE_BYTES, f"telemetry file {p}", ValueError).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"telemetry file {p}: not edge telemetry (not UTF-8 text at byte {exc.start})"

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from edge.errors import LARGE_BYTES, read_text_bounded
 from edge.outputs import files
 from edge.runtime.observe import FrameResult, Observer
 from edge.runtime.timing import PARTS, STAGES, FrameRecord, FrameTiming
@@ -159,7 +160,7 @@ class TraceWriter(Observer):
 
 def read_trace(path: str | Path) -> list[dict]:
     """The events of a trace file, in either of Chrome's two forms (array or traceEvents)."""
-    text = Path(path).read_text(encoding="utf-8").strip()
+    text = read_text_bounded(path, LARGE_BYTES, f"trace {path}").strip()
     if text.startswith("[") and not text.endswith("]"):
         text = text.rstrip(",\n") + "]"  # the array form may lack its closing bracket
     data = json.loads(text)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import ModelError
+from edge.errors import ModelError, check_regular
 from edge.runtime.contract import ModelContract, from_metadata
 from edge.runtime.gate import check_model
 from edge.runtime.machine import physical_cores
@@ -240,8 +240,9 @@ class ModelSession:
 
         self.path = Path(path)
         self.options = options or SessionOptions()
-        if not self.path.is_file():
+        if not self.path.exists():
             raise ModelError(f"model {self.path}: no such file")
+        check_regular(self.path, f"model {self.path}", ModelError)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # ORT's provider-load warnings are reported by us, in one line

@@ -104,10 +104,13 @@ class Collector:
 def describe_outages(events: Sequence[Mapping[str, object]]) -> list[str]:
     """One line per outage of a live source, from the event rows the loop wrote."""
     lines = []
+    ends = [e for e in events if e["event"] in ("reconnected", "gave_up")]
+    # A reopen that did not last is part of the outage it did not end: its last event tells it.
+    last = {e.get("outage_start_ms"): e for e in ends}
     for e in events:
         if e["event"] == "lost" and e is events[-1]:
             lines.append(f"from {float(e['outage_start_ms']) / 1000:.2f} s to the end of the run")
-        if e["event"] not in ("reconnected", "gave_up"):
+        if e["event"] not in ("reconnected", "gave_up") or last[e.get("outage_start_ms")] is not e:
             continue
         start, length = float(e["outage_start_ms"]) / 1000, float(e["outage_ms"]) / 1000
         how = (

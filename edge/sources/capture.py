@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,10 @@ def timeout_ms(seconds: float | None) -> int:
 # frame are corrupt frames, skipped and counted.
 MAX_BAD_RUN = 50
 
+# The frame rates a container's header may state; outside them it is wrong, and taken literally
+# it would pace --realtime at one frame per 100 s (0.01 FPS) or as fast as the reads go.
+FPS_RANGE = (1.0, 1000.0)
+
 
 class Capture:
     """cv2.VideoCapture with the options applied and clear errors."""
@@ -34,6 +39,7 @@ class Capture:
     def __init__(self, target: int | str, options: SourceOptions, what: str) -> None:
         self.target, self.options, self.what = target, options, what
         self.cap: cv2.VideoCapture | None = None
+        self._fps_said = False  # the warning for a header's nonsense FPS is given once
 
     def open(self) -> None:
         # OpenCV prints each backend it tries to stderr; we report the outcome in one line instead.
@@ -73,10 +79,22 @@ class Capture:
         return img if ok and img is not None and img.size else None
 
     def fps(self) -> float | None:
+        """The stated frame rate, clamped to FPS_RANGE (with one warning); None if none is stated."""
         if self.cap is None:
             return None
-        v = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        return v if 0 < v < 1000 else None
+        stated = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not math.isfinite(stated) or stated <= 0:
+            return None
+        used = min(max(stated, FPS_RANGE[0]), FPS_RANGE[1])
+        if used != stated and not self._fps_said:
+            self._fps_said = True
+            log.warning(
+                "%s: its header says %g FPS, not a real frame rate; using %g",
+                self.what,
+                stated,
+                used,
+            )
+        return used
 
     def frame_count(self) -> int:
         return int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.cap is not None else 0

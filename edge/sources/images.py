@@ -21,7 +21,7 @@ def truth_of(image: Path, width: int, height: int) -> Detections | None:
     if "images" not in image.parts[:-1]:
         return None
     label = label_path(image)
-    return read_truth(label, width, height) if label.is_file() else None
+    return read_truth(label, width, height) if label.exists() else None
 
 
 def image_source(paths: list[Path], name: str) -> Source:
@@ -58,7 +58,10 @@ def image_source(paths: list[Path], name: str) -> Source:
 
 
 def read_image(path: Path) -> np.ndarray | None:
-    """cv2.imread, but None for a JPEG cut short, which libjpeg would decode padded with grey."""
+    """cv2.imread, but None for a JPEG cut short, which libjpeg would decode padded with grey,
+    and for anything but a regular file (a FIFO blocks the read, /dev/zero never ends)."""
+    if not path.is_file():
+        return None
     if path.suffix.lower() in (".jpg", ".jpeg"):
         try:
             with open(path, "rb") as fh:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import ANNOTATION_BYTES, EdgeError, read_text_bounded
 from edge.types import Detections
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,12 @@ def parse_label_line(line: str, width: int, height: int) -> tuple[int, np.ndarra
 def read_truth(label: Path, width: int, height: int) -> Detections | None:
     """Ground truth from a YOLO label file; bad lines are skipped with a warning; None if unreadable."""
     try:
-        text = label.read_text(encoding="utf-8")
+        text = read_text_bounded(label, ANNOTATION_BYTES, str(label))
     except (OSError, UnicodeDecodeError):
         log.warning("%s: unreadable label file ignored", label)
+        return None
+    except EdgeError as exc:
+        log.warning("%s; label file ignored", exc)
         return None
     boxes, ids = [], []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -1,7 +1,8 @@
 """The latest-frame reader: a capture thread keeps only the newest frame, pacing and reconnecting.
 
 Inference never works on a stale frame: frames overwritten before they were taken are counted as
-dropped. A lost live source is reopened with bounded exponential backoff.
+dropped. A lost live source is reopened with bounded exponential backoff; one that drops again
+before it has recovered is still in the same outage, and one that keeps dropping is given up.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,13 +26,30 @@ log = logging.getLogger(__name__)
 # (edge.sources.capture.STREAM_TIMEOUT_MS), so a thread in a read gets to finish it.
 CLOSE_WAIT_S = 7.0
 
+# A reopened source has recovered once it has read this many frames or run this long; a drop
+# before that continues the outage, whose reconnect budget (--reconnect) it keeps spending.
+STABLE_FRAMES = 30
+STABLE_S = 10.0
+# More drops than this within the window and the source keeps dropping: it is given up as lost.
+MAX_DROPS = 5
+DROP_WINDOW_S = 300.0
+
+
+@dataclass
+class _Outage:
+    since_ns: int  # the last frame read before it
+    used: int = 0  # reconnect attempts spent, a reopen that did not last included
+    wait: float = 0.0  # the next backoff, seconds
+
 
 class LatestFrameSource(Source):
     """Reads in a thread and keeps only the newest frame (counting overwritten ones as dropped).
 
     `open_reader()` opens the underlying device and returns a Reader; `pace` (seconds between
     frames) makes a file behave like a live source. When a read fails on a live source the device is
-    reopened with exponential backoff, up to `reconnect_attempts` times per outage.
+    reopened with exponential backoff, up to `reconnect_attempts` times per outage; an outage ends
+    when the source has recovered (STABLE_FRAMES, STABLE_S), and a source that drops more than
+    MAX_DROPS times in DROP_WINDOW_S is lost for good.
     """
 
     live = True
@@ -57,6 +76,9 @@ class LatestFrameSource(Source):
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._reads: deque[int] = deque(maxlen=30)  # recent read times: frames-lost estimate
+        self._drops: deque[int] = deque()  # when it was lost, within DROP_WINDOW_S
+        self._outage: _Outage | None = None  # in progress until the reopened source recovers
+        self._reopened = (0, 0)  # (time of the last reopen, frames read since)
         self._reader = open_reader()  # fails here, in the caller, if the device cannot be opened
         self._thread = threading.Thread(target=self._run, name=f"capture:{name}", daemon=True)
         self._thread.start()
@@ -86,6 +108,7 @@ class LatestFrameSource(Source):
                     self._slot = (img, truth, now, seq)
                     self.stats.read += 1
                     self._reads.append(now)
+                    self._reopened = (self._reopened[0], self._reopened[1] + 1)
                     self._cond.notify_all()
                 seq += 1
         except BaseException as exc:  # handed to the consumer instead of dying silently
@@ -98,36 +121,65 @@ class LatestFrameSource(Source):
     def _reopen(self) -> bool:
         first, longest = self.options.reconnect_backoff
         attempts = self.options.reconnect_attempts
-        lost_at = time.perf_counter_ns()
-        since = self._reads[-1] if self._reads else lost_at
-        self.stats.events.append(SourceEvent("lost", lost_at, self.name, since_ns=since))
-        log.warning("%s: lost; reconnecting (up to %d attempts)", self.name, attempts)
-        wait = first
-        for attempt in range(1, attempts + 1):
-            if self._stop.wait(wait):
+        now = time.perf_counter_ns()
+        self._drops.append(now)
+        while self._drops[0] < now - DROP_WINDOW_S * 1e9:
+            self._drops.popleft()
+        at, frames = self._reopened
+        outage = self._outage
+        if outage is not None and (frames >= STABLE_FRAMES or now - at >= STABLE_S * 1e9):
+            outage = None  # it recovered: this is a new outage with a fresh budget
+        if outage is None:
+            since = self._reads[-1] if self._reads else now
+            outage = self._outage = _Outage(since, wait=first)
+            self.stats.events.append(SourceEvent("lost", now, self.name, since_ns=since))
+            log.warning("%s: lost; reconnecting (up to %d attempts)", self.name, attempts)
+        if len(self._drops) > MAX_DROPS:
+            span = (now - self._drops[0]) / 1e9
+            log.error(
+                "%s: keeps dropping (lost %d times in %.0f s); given up as lost",
+                *(self.name, len(self._drops), span),
+            )
+            return self._give_up(now, outage, f"keeps dropping ({len(self._drops)} times)")
+        while outage.used < attempts:
+            if self._stop.wait(outage.wait):
                 return False
+            outage.used += 1
+            wait, outage.wait = outage.wait, min(outage.wait * 2, longest)
             try:
                 self._close_reader()
                 self._reader = self._open_reader()
             except SourceError as exc:
-                log.warning("%s: reconnect %d/%d failed: %s", self.name, attempt, attempts, exc)
-                wait = min(wait * 2, longest)
+                log.warning("%s: reconnect %d/%d failed: %s", self.name, outage.used, attempts, exc)
                 continue
             self.stats.reconnects += 1
             now = time.perf_counter_ns()
-            outage_ms = (now - since) / 1e6
-            lost = self._frames_in(since, now)
+            outage_ms = (now - outage.since_ns) / 1e6
+            lost = self._frames_in(outage.since_ns, now)
             self.stats.events.append(
-                SourceEvent("reconnected", now, f"after {outage_ms:.0f} ms", since, attempt, lost)
+                SourceEvent(
+                    "reconnected",
+                    now,
+                    f"after {outage_ms:.0f} ms",
+                    outage.since_ns,
+                    outage.used,
+                    lost,
+                )
             )
             self._reads.clear()
-            log.warning("%s: reconnected after %.1f s", self.name, outage_ms / 1000)
+            self._reopened = (now, 0)
+            log.warning(
+                "%s: reconnected after %.1f s (attempt %d/%d, waited %.1f s)",
+                *(self.name, outage_ms / 1000, outage.used, attempts, wait),
+            )
             return True
-        now = time.perf_counter_ns()
-        self.stats.events.append(
-            SourceEvent("gave_up", now, f"after {attempts} attempts", since, attempts, None)
-        )
         log.error("%s: gave up after %d reconnect attempts", self.name, attempts)
+        return self._give_up(time.perf_counter_ns(), outage, f"after {attempts} attempts")
+
+    def _give_up(self, now: int, outage: _Outage, detail: str) -> bool:
+        self.stats.events.append(
+            SourceEvent("gave_up", now, detail, outage.since_ns, outage.used, None)
+        )
         return False
 
     def _frames_in(self, start_ns: int, end_ns: int) -> int | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SourceError
+from edge.errors import SourceError, check_regular
 from edge.sources import capture
 from edge.sources.base import SequentialSource, Source, SourceOptions
 from edge.sources.capture import live_capture, video_file
@@ -87,6 +87,7 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
     if not path.exists():
         raise SourceError(f"--source {spec}: no such file, folder, camera index or URL")
     if is_image(path):
+        check_regular(path, f"--source {spec}", SourceError)  # a FIFO would block the read
         if read_image(path) is None:
             raise SourceError(f"--source {spec}: unreadable image")
         return image_source([path], path.name)

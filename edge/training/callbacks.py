@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 
+from edge.errors import LIST_BYTES, read_text_bounded
 from edge.training.checkpoint import (
     STATE_FILE,
     ResumeState,
@@ -181,8 +182,7 @@ def truncate_rows(path: Path, epoch: int) -> None:
 def _read_rows(path: Path) -> list[list[str]]:
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
+    return list(csv.reader(io.StringIO(read_text_bounded(path, LIST_BYTES, str(path)), newline="")))
 
 
 def _write_rows(path: Path, rows: list[list[str]]) -> None:
