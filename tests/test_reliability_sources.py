@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,27 +76,33 @@ def test_a_stalled_stream_times_out_instead_of_blocking(monkeypatch):
     with MjpegServer() as server, open_source(server.url, FAST) as src:
         assert _take(src, 5) == 5
         server.pause()
-        paused_at = time.monotonic()
-        while not src.stats.events and time.monotonic() - paused_at < 10:
+        # A hang guard, not a speed claim: noticed at all before cv2's own 30 s read timeout.
+        deadline = time.monotonic() + 10
+        while not src.stats.events and time.monotonic() < deadline:
             time.sleep(0.05)
-        noticed = time.monotonic() - paused_at
+        assert src.stats.events, "the stalled read was never noticed"
         server.pause(False)
         assert _take(src, 5) == 5
-    assert src.stats.events[0].kind == "lost" and noticed < 3.0
+    assert src.stats.events[0].kind == "lost"
     assert "reconnected" in [e.kind for e in src.stats.events]
 
 
 def test_a_consumer_stops_waiting_during_an_outage():
-    # Backoff of 5 s: without the stall hook the iteration would wait for the next attempt.
-    slow = SourceOptions(reconnect_attempts=5, reconnect_backoff=(5.0, 5.0))
+    # Backoff of 10 minutes: without the stall hook the iteration would wait for the next attempt;
+    # the consumer asks to stop once the source is lost, and must get its answer long before.
+    slow = SourceOptions(reconnect_attempts=5, reconnect_backoff=(600.0, 600.0))
     server = MjpegServer().start()
     with open_source(server.url, slow) as src:
         assert _take(src, 3) == 3
         server.stop()
-        stop_at = time.monotonic() + 0.5
-        rest = _take(src, 1000, stalled=lambda: time.monotonic() > stop_at)
-        ended = time.monotonic()
-    assert ended - stop_at < 1.0 and rest < 30
+        taken: list[int] = []
+        consumer = threading.Thread(
+            target=lambda: taken.append(_take(src, 1000, stalled=lambda: bool(src.stats.events)))
+        )
+        consumer.start()
+        consumer.join(timeout=120)  # a hang guard: the backoff alone is 600 s
+        assert not consumer.is_alive(), "the consumer kept waiting through the reconnect backoff"
+    assert taken[0] < 30
     assert [e.kind for e in src.stats.events] == ["lost"]
 
 
