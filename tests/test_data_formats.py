@@ -341,7 +341,7 @@ BAD = [
         "coco-bbox-beyond-float",
         "coco",
         _coco_edit(lambda d: d["annotations"][0].update(bbox=[10**400, 1, 2, 3])),
-        "annotations.json: annotation 1: bbox must be numbers",
+        "annotations.json: annotation 1: bbox must be numbers that fit a float",
         (3, 2),
         1,
     ),

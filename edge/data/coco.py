@@ -227,7 +227,12 @@ def _annotation(
     try:
         x, y, w, h = (float(v) for v in bbox)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
-        raise DataError(f"{where}: bbox must be numbers, got {str(bbox)[:80]}") from None
+        shown = ", ".join(
+            f"a {len(str(abs(v)))}-digit integer" if isinstance(v, int) and len(str(v)) > 20
+            else repr(v)[:20]
+            for v in bbox
+        )  # fmt: skip
+        raise DataError(f"{where}: bbox must be numbers that fit a float, got [{shown}]") from None
     _, width, height = images[image_id]
     return image_id, index[category], check_box((x, y, x + w, y + h), width, height, where)
 
