@@ -326,6 +326,12 @@ CASES = (
     _case("triton", "--model with a server's model", f"run {M} --device triton://127.0.0.1:9/m"),
     _case("triton", "an ONNX model to export without --triton", "export tiny.onnx"),
     _case("triton", "--triton naming a file", "export tiny.onnx --triton tiny.onnx"),
+    # Issue 17 (kerashub): edge export --preset, a KerasHub object-detector preset.
+    _case("preset", "a folder that is not a KerasHub preset", "export --preset folder -o o.onnx"),
+    _case("preset", "a file given as the preset", "export --preset tiny.onnx -o o.onnx"),
+    _case("preset", "a missing preset folder", "export --preset missing/dir -o o.onnx"),
+    _case("preset", "both a model and a preset", "export model.keras --preset folder -o o.onnx"),
+    _case("preset", "a preset without -o", "export --preset folder"),
 )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from edge.cli.argtypes import imgsz, integer, positive_int, seed
 
 if TYPE_CHECKING:
+    from edge.export import ExportOptions, ExportResult
     from edge.export.triton_repo import TritonOptions
 
 log = logging.getLogger("edge")
@@ -41,13 +42,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run the same letterboxed images and must agree (fp32: 1e-4 of the input size on boxes, "
         "1e-4 on scores), else nothing is written. Prints each file's size, CPU latency and, "
         "with a dataset, mAP. --triton REPO also writes a Triton Inference Server model "
-        "repository (from a .keras or an existing .onnx detector).",
+        "repository (from a .keras or an existing .onnx detector). --preset exports a KerasHub "
+        "object detector (RetinaNet, D-FINE) as it is.",
     )
     p.add_argument(
         "model",
         type=Path,
+        nargs="?",
         metavar="MODEL.keras",
         help="trained detector (or, with --triton only, an exported MODEL.onnx)",
+    )
+    p.add_argument(
+        "--preset",
+        metavar="PRESET",
+        help="instead of MODEL: a KerasHub object-detector preset (RetinaNet, D-FINE), a local "
+        "preset folder (model.save_to_preset) or a preset name such as dfine_nano_coco "
+        "(downloaded once to the Keras cache); needs -o",
     )
     p.add_argument(
         "-o",
@@ -65,8 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--opset",
         type=int,
-        default=DEFAULT_OPSET,
-        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
+        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}; 18 for D-FINE presets)",
     )
     p.add_argument(
         "--precision",
@@ -162,7 +171,13 @@ def main(args: argparse.Namespace) -> int:
     from edge.outputs.files import check_folder, check_outputs
 
     triton = _triton_options(args)
-    if args.model.suffix.lower() == ".onnx":  # an exported model: only the repository to write
+    if (args.model is None) == (args.preset is None):
+        raise ValueError("export takes MODEL.keras or --preset PRESET (one of them)")
+    if args.preset is not None and args.output is None and triton is None:
+        raise ValueError(f"--preset {args.preset}: name the file to write with -o OUT.onnx")
+    if (
+        args.model is not None and args.model.suffix.lower() == ".onnx"
+    ):  # an exported model: only the repository to write
         if triton is None:
             raise ValueError(
                 f"{args.model}: already ONNX; give a .keras model to convert, or --triton REPO "
@@ -173,7 +188,7 @@ def main(args: argparse.Namespace) -> int:
     if triton is not None:
         check_folder("--triton", args.triton)
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
-    from edge.export import ExportOptions, export_model, format_report
+    from edge.export import ExportOptions, format_report
 
     options = ExportOptions(
         imgsz=args.imgsz,
@@ -193,17 +208,28 @@ def main(args: argparse.Namespace) -> int:
     )
     if triton is not None and args.output is None:  # the ONNX file goes into the repository only
         with tempfile.TemporaryDirectory(prefix=".edge-export-", dir=args.triton.parent) as tmp:
-            output = Path(tmp) / args.model.with_suffix(".onnx").name
-            report = format_report(export_model(args.model, output, options))
+            stem = args.model.stem if args.model is not None else Path(args.preset).name
+            output = Path(tmp) / f"{stem}.onnx"
+            report = format_report(_export(args, output, options))
             folder = _write_repository(output, args.triton, triton)
             print(report.replace(str(output), str(folder / "1" / "model.onnx")))
         return 0
     output = args.output or args.model.with_suffix(".onnx")
-    check_outputs([("--output", output)], [args.model, args.calib_data], parents=("--output",))
-    print(format_report(export_model(args.model, output, options)))
+    preset = Path(args.preset) if args.preset is not None and Path(args.preset).exists() else None
+    inputs = [args.model or preset, args.calib_data]
+    check_outputs([("--output", output)], inputs, parents=("--output",))
+    print(format_report(_export(args, output, options)))
     if triton is not None:
         _write_repository(output, args.triton, triton)
     return 0
+
+
+def _export(args: argparse.Namespace, output: Path, options: ExportOptions) -> ExportResult:
+    from edge.export import export_model, export_preset
+
+    if args.preset is not None:
+        return export_preset(args.preset, output, options)
+    return export_model(args.model, output, options)
 
 
 def _triton_options(args: argparse.Namespace) -> TritonOptions | None:

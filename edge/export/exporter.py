@@ -22,6 +22,7 @@ from edge.export import convert, images, metadata, quantize, trt, uint8_input, v
 from edge.export.export_options import TOLERANCES, ExportOptions, Tolerance
 from edge.outputs.files import make_folders, remove_folders
 from edge.runtime.contract import ModelContract
+from edge.runtime.postprocess import needs_nms
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +85,58 @@ def export_model(
     image_source = images.open_source(options.calib_data)  # bad data fails before TF loads
     trt_state = _check_tensorrt(options)
     loaded = convert.load_inference_model(source, options.imgsz)
-    base = convert.to_onnx(loaded.model, options.dynamic_batch, options.opset)
-    log.info("converted %s with %s, opset %d", source.name, convert.converter_name(), options.opset)
+    provenance = {**metadata.training_info(source), "edge.source": source.name}
+    return _export(loaded, source, targets, image_source, trt_state, options, provenance, started)
+
+
+def export_preset(
+    preset: str | Path, output: str | Path, options: ExportOptions | None = None
+) -> ExportResult:
+    """Convert, verify and write a KerasHub object-detector preset (a local preset folder, or a
+    preset name KerasHub downloads once), as `export_model` does a `.keras` detector.
+
+    Raises as `export_model` does; ModelError also for a folder that is not a KerasHub preset,
+    a preset that is not an object detector edge exports, or a name that cannot be downloaded.
+    """
+    from edge.export import hub_preset
+
+    started = time.perf_counter()
+    options = options or ExportOptions()
+    found = hub_preset.check_preset(preset)
+    targets = output_paths(_check_output(Path(output)), options.precisions)
+    image_source = images.open_source(options.calib_data)
+    trt_state = _check_tensorrt(options)
+    loaded = hub_preset.load_preset(found, options.imgsz)
+    provenance = {"edge.source": found.name}
+    return _export(
+        loaded, Path(found.name), targets, image_source, trt_state, options, provenance, started
+    )
+
+
+def _export(
+    loaded: convert.InferenceModel,
+    source: Path,
+    targets: list[Path],
+    image_source: images.ImageSource,
+    trt_state: tuple[bool, str] | None,
+    options: ExportOptions,
+    provenance: dict[str, str],
+    started: float,
+) -> ExportResult:
+    opset = options.opset or loaded.opset
+    outputs = convert.output_names(loaded.contract)
+    base = convert.to_onnx(loaded.model, options.dynamic_batch, opset, outputs)
+    log.info("converted %s with %s, opset %d", source.name, convert.converter_name(), opset)
     pictures = images.export_images(
         image_source, options.calib_images, loaded.contract, options.eval_images, options.seed
     )
-    reference = verify.keras_outputs(loaded.model, pictures.tensors) if options.verify else None
+    reference = (
+        verify.keras_outputs(loaded.model, pictures.tensors, loaded.contract)
+        if options.verify
+        else None
+    )
     keras_metrics = _keras_map(loaded, pictures) if options.verify else None
-    provenance = {
-        **metadata.training_info(source),
-        "edge.source": source.name,
-        "edge.converter": f"{convert.converter_name()}, opset {options.opset}",
-    }
+    provenance = {**provenance, "edge.converter": f"{convert.converter_name()}, opset {opset}"}
     with _staging(targets[0].parent) as stage:
         reports = [
             _variant(p, t, base, loaded, pictures, reference, stage, options, provenance)
@@ -110,7 +151,7 @@ def export_model(
         input_shape=("batch" if options.dynamic_batch else 1, h, w, 3),
         anchors=int(base.graph.output[0].type.tensor_type.shape.dim[1].dim_value),
         converter=convert.converter_name(),
-        opset=options.opset,
+        opset=opset,
         images=pictures.description,
         verified=options.verify,
         variants=tuple(reports),
@@ -162,8 +203,8 @@ def _variant(
     parity = None
     if reference is not None:
         fed = pictures.inputs_for(contract)
-        got = verify.onnx_outputs(session, fed, options.dynamic_batch)
-        parity = verify.compare(reference, got)
+        got = verify.onnx_outputs(session, fed, options.dynamic_batch, contract)
+        parity = verify.compare(reference, got, needs_nms(contract))
         failures = parity.failures(tolerance, contract.imgsz)
         if failures:
             raise verify.VerificationError(
