@@ -75,3 +75,22 @@ def test_nothing_detected_is_agreement_and_the_row_mean_still_guards():
     assert parity.kept.seen == 0 and parity.kept.share() == 1.0
     (why,) = _failures("fp16", ref, got)
     assert "mean |Δbox| 50 px" in why
+
+
+def test_a_set_of_rows_in_another_order_is_the_same_output():
+    """An NMS-free model's rows (a DETR's queries) may come back permuted (ties in its top-k):
+    `in_reference_order` pairs them back, so fp32 parity holds; a real difference still shows."""
+    from edge.export.verify import in_reference_order
+
+    ref = _outputs(10, background=5)
+    order = np.random.default_rng(0).permutation(15)
+    permuted = (ref[0][:, order], ref[1][:, order])
+    assert _failures("fp32", ref, permuted)  # row by row they differ
+    assert not compare(ref, in_reference_order(ref, permuted), nms=False).failures(
+        TOLERANCES["fp32"], IMGSZ
+    )
+    moved = (permuted[0].copy(), permuted[1])
+    moved[0][0, 3] += 2.0  # one box 2 px off
+    assert compare(ref, in_reference_order(ref, moved), nms=False).failures(
+        TOLERANCES["fp32"], IMGSZ
+    )

@@ -51,7 +51,7 @@ def check_keras_file(path: str | Path) -> Path:
         raise ValueError(f"MODEL must be a .keras file, got {path.name!r}")
     if not path.is_file():
         raise ModelError(f"model not found: {path}")
-    config = _archive_config(path)
+    config = archive_config(path)
     if config.get("class_name") in ("Functional", "Sequential"):  # fail before TensorFlow loads
         raise ModelError(
             f"{path}: not an edge detector (a Keras {config['class_name']} model); export takes "
@@ -60,7 +60,7 @@ def check_keras_file(path: str | Path) -> Path:
     return path
 
 
-def _archive_config(path: Path) -> dict[str, Any]:
+def archive_config(path: Path) -> dict[str, Any]:
     """The `config.json` of a `.keras` zip archive; ModelError if there is none."""
     try:
         with zipfile.ZipFile(path) as archive:

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError, ModelError
-from edge.export import convert, images, metadata, quantize, trt, uint8_input, verify
+from edge.export import (
+    convert,
+    hub_preset,
+    images,
+    metadata,
+    quantize,
+    trt,
+    uint8_input,
+    verify,
+)
 from edge.export.export_options import TOLERANCES, ExportOptions, Tolerance
 from edge.outputs.files import make_folders, remove_folders
 from edge.runtime.contract import ModelContract
@@ -84,7 +93,10 @@ def export_model(
     targets = output_paths(_check_output(Path(output)), options.precisions)
     image_source = images.open_source(options.calib_data)  # bad data fails before TF loads
     trt_state = _check_tensorrt(options)
-    loaded = convert.load_inference_model(source, options.imgsz)
+    if hub_preset.is_hub_archive(convert.archive_config(source)):  # edge train --init PRESET
+        loaded = hub_preset.load_archive(source, options.imgsz)
+    else:
+        loaded = convert.load_inference_model(source, options.imgsz)
     provenance = {**metadata.training_info(source), "edge.source": source.name}
     return _export(loaded, source, targets, image_source, trt_state, options, provenance, started)
 
@@ -98,8 +110,6 @@ def export_preset(
     Raises as `export_model` does; ModelError also for a folder that is not a KerasHub preset,
     a preset that is not an object detector edge exports, or a name that cannot be downloaded.
     """
-    from edge.export import hub_preset
-
     started = time.perf_counter()
     options = options or ExportOptions()
     found = hub_preset.check_preset(preset)
@@ -204,6 +214,8 @@ def _variant(
     if reference is not None:
         fed = pictures.inputs_for(contract)
         got = verify.onnx_outputs(session, fed, options.dynamic_batch, contract)
+        if not needs_nms(contract):  # its rows are a set of detections: compared as one
+            got = verify.in_reference_order(reference, got)
         parity = verify.compare(reference, got, needs_nms(contract))
         failures = parity.failures(tolerance, contract.imgsz)
         if failures:
@@ -261,7 +273,7 @@ def _can_map(contract: ModelContract, pictures: images.ExportImages) -> bool:
 def _keras_map(loaded: convert.InferenceModel, pictures: images.ExportImages) -> Any:
     if not _can_map(loaded.contract, pictures):
         return None
-    return verify.keras_map(loaded.model, pictures.eval_samples, pictures.names)
+    return verify.keras_map(loaded.model, pictures.eval_samples, pictures.names, loaded.contract)
 
 
 @contextlib.contextmanager

@@ -21,31 +21,24 @@ import numpy as np
 from edge.errors import EdgeError, ModelError
 from edge.export.convert import DETR_OUTPUTS, OUTPUTS, InferenceModel, keras_on_tensorflow
 from edge.export.export_options import DEFAULT_OPSET
+from edge.model.hub_detector import (
+    DFINE,
+    FAMILIES,
+    at_size,
+    check_dfine_size,
+    class_names,
+    normalisation,
+    own_size,
+)
 from edge.runtime.contract import RTDETR, XYXY_SCORES, ModelContract
 
 log = logging.getLogger(__name__)
 
-RETINANET = "RetinaNetObjectDetector"
-DFINE = "DFineObjectDetector"
-FAMILIES = (RETINANET, DFINE)
+NAMES_FILE = "names.json"  # beside a KerasHub .keras checkpoint: its class names (edge train)
+
 # D-FINE at opset 17: its top-k over the encoder's anchors orders tied scores differently from
 # TensorFlow's, so the 300 queries come back in another order; at 18 they agree.
 DFINE_OPSET = 18
-DEFAULT_SIZE = 640  # a preset whose converter and backbone name no input size
-
-# The 80 COCO detection classes in KerasHub's (and Ultralytics') order: the COCO presets' heads.
-COCO_NAMES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
-    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
-    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
-    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,7 +49,7 @@ class Preset:
     folder: Path | None = None
 
 
-def check_preset(preset: str | Path) -> Preset:
+def check_preset(preset: str | Path, flag: str = "--preset") -> Preset:
     """A local KerasHub object-detector folder, or a preset name; ModelError for a folder or file
     that is not one (read without loading TensorFlow)."""
     text = str(preset)
@@ -65,13 +58,13 @@ def check_preset(preset: str | Path) -> Preset:
         return Preset(name=text)  # a KerasHub preset name or handle: loaded (downloaded) later
     if not path.is_dir():
         raise ModelError(
-            f"--preset {path}: not a KerasHub preset folder (no such folder)"
+            f"{flag} {path}: not a KerasHub preset folder (no such folder)"
             if not path.exists()
-            else f"--preset {path}: a file, not a KerasHub preset folder"
+            else f"{flag} {path}: a file, not a KerasHub preset folder"
         )
     if not (path / "config.json").is_file() or not (path / "metadata.json").is_file():
         raise ModelError(
-            f"--preset {path}: not a KerasHub preset folder (no config.json and metadata.json; "
+            f"{flag} {path}: not a KerasHub preset folder (no config.json and metadata.json; "
             "make one with model.save_to_preset(folder))"
         )
     task = _json(path / "task.json") if (path / "task.json").is_file() else None
@@ -79,7 +72,7 @@ def check_preset(preset: str | Path) -> Preset:
     if family not in FAMILIES:
         what = f"a {family}" if family else "a backbone without a task (no task.json)"
         raise ModelError(
-            f"--preset {path}: {what}, not an object detector edge exports ({', '.join(FAMILIES)})"
+            f"{flag} {path}: {what}, not an object detector edge exports ({', '.join(FAMILIES)})"
         )
     return Preset(name=path.name, folder=path)
 
@@ -88,7 +81,7 @@ def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise ModelError(f"--preset {path.parent}: unreadable {path.name}") from None
+        raise ModelError(f"{path.parent}: unreadable {path.name}") from None
 
 
 def load_preset(preset: Preset, imgsz: tuple[int, int] | None = None) -> InferenceModel:
@@ -98,26 +91,72 @@ def load_preset(preset: Preset, imgsz: tuple[int, int] | None = None) -> Inferen
     ValueError (an input size the model cannot take), EdgeError (Keras not on TensorFlow).
     """
     keras = keras_on_tensorflow()
-    detector = _load(preset)
+    detector = load_detector(preset)
+    names = class_names(int(detector.num_classes))
+    return _inference(keras, detector, f"--preset {preset.name}", imgsz, names, preset.name)
+
+
+def is_hub_archive(config: dict[str, Any]) -> bool:
+    """Whether a `.keras` archive's config.json is a KerasHub detector edge exports."""
+    registered = str(config.get("registered_name") or "")
+    return registered.startswith("keras_hub>") and config.get("class_name") in FAMILIES
+
+
+def load_archive(path: Path, imgsz: tuple[int, int] | None = None) -> InferenceModel:
+    """A KerasHub detector saved as `.keras` (`edge train --init PRESET` writes them) in edge's
+    inference form; its class names from the `names.json` beside it (COCO or class_i without)."""
+    keras = keras_on_tensorflow()
+    try:
+        import keras_hub  # noqa: F401  (registers KerasHub's classes for loading)
+    except ModuleNotFoundError:
+        raise EdgeError(
+            f"{path}: a KerasHub model; needs KerasHub (pip install 'edge[kerashub]')"
+        ) from None
+    try:
+        detector = keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad archive
+        raise ModelError(f"{path}: cannot load the KerasHub model ({_one_line(exc)})") from None
+    n = int(detector.num_classes)
+    names = class_names(n)
+    saved = path.parent / NAMES_FILE
+    if saved.is_file():
+        listed = _json(saved)
+        if (
+            isinstance(listed, list)
+            and len(listed) == n
+            and all(isinstance(x, str) for x in listed)
+        ):
+            names = tuple(listed)
+        else:
+            log.warning("%s: not %d class names; using %s..", saved, n, names[0])
+    return _inference(keras, detector, str(path), imgsz, names, path.name)
+
+
+def _inference(
+    keras: Any,
+    detector: Any,
+    what: str,
+    imgsz: tuple[int, int] | None,
+    names: tuple[str, ...],
+    source: str,
+) -> InferenceModel:
     family = type(detector).__name__
     if family not in FAMILIES:
         raise ModelError(
-            f"--preset {preset.name}: a {family}, not an object detector edge exports "
-            f"({', '.join(FAMILIES)})"
+            f"{what}: a {family}, not an object detector edge exports ({', '.join(FAMILIES)})"
         )
-    size = tuple(imgsz) if imgsz is not None else _own_size(detector)
+    size = tuple(imgsz) if imgsz is not None else own_size(detector)
     size = (int(size[0]), int(size[1]))
     if family == DFINE:
         check_dfine_size(detector.backbone, size)
-    scale, offset = _normalisation(detector)
-    detector = _at_size(keras, detector, size)
+    scale, offset = normalisation(detector)
+    detector = at_size(keras, detector, size)
     model = (_dfine if family == DFINE else _retinanet)(keras, detector, size, scale, offset)
-    n = int(detector.num_classes)
     contract = ModelContract(
-        names=COCO_NAMES if n == len(COCO_NAMES) else tuple(f"class_{i}" for i in range(n)),
+        names=names,
         imgsz=size,
         output_format=RTDETR if family == DFINE else XYXY_SCORES,
-        extra={"edge.keras_hub_preset": preset.name},
+        extra={"edge.keras_hub_model": source},
     )
     return InferenceModel(
         model=model,
@@ -127,12 +166,13 @@ def load_preset(preset: Preset, imgsz: tuple[int, int] | None = None) -> Inferen
     )
 
 
-def _load(preset: Preset) -> Any:
+def load_detector(preset: Preset, flag: str = "--preset") -> Any:
+    """The preset's KerasHub detector (float32); ModelError naming `flag` when it cannot load."""
     try:
         import keras_hub
     except ModuleNotFoundError:
         raise EdgeError(
-            f"--preset {preset.name}: needs KerasHub (pip install 'edge[kerashub]')"
+            f"{flag} {preset.name}: needs KerasHub (pip install 'edge[kerashub]')"
         ) from None
 
     source = str(preset.folder) if preset.folder is not None else preset.name
@@ -141,16 +181,16 @@ def _load(preset: Preset) -> Any:
     except Exception as exc:  # KerasHub and its download clients raise many types
         reason = _one_line(exc)
         if preset.folder is not None:
-            raise ModelError(f"--preset {preset.folder}: cannot load it ({reason})") from None
+            raise ModelError(f"{flag} {preset.folder}: cannot load it ({reason})") from None
         if "Unknown preset identifier" in str(exc):
             known = [*keras_hub.models.DFineObjectDetector.presets]
             known += [*keras_hub.models.RetinaNetObjectDetector.presets]
             raise ModelError(
-                f"--preset {preset.name}: no such folder, and not a KerasHub preset name "
+                f"{flag} {preset.name}: no such folder, and not a KerasHub preset name "
                 f"(detector presets: {', '.join(known)})"
             ) from None
         raise ModelError(
-            f"--preset {preset.name}: cannot download it ({reason[:120]}); a KerasHub preset "
+            f"{flag} {preset.name}: cannot download it ({reason[:120]}); a KerasHub preset "
             "needs the internet once (then it is in the Keras cache), or give a local preset "
             "folder instead (model.save_to_preset(folder) where it downloads, copied here)"
         ) from None
@@ -159,85 +199,6 @@ def _load(preset: Preset) -> Any:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
-
-
-def check_dfine_size(backbone: Any, size: tuple[int, int]) -> None:
-    """D-FINE picks its queries among the anchors of its feature maps: the input needs at least
-    as many anchors as queries, and a multiple of the largest stride (ValueError otherwise)."""
-    h, w = size
-    strides = [int(s) for s in backbone.feat_strides]
-    anchors = sum((h // s) * (w // s) for s in strides)
-    queries = int(backbone.num_queries)
-    step = max(strides)
-    if h % step or w % step or anchors < queries:
-        side = step
-        while sum((side // s) ** 2 for s in strides) < queries:
-            side += step
-        raise ValueError(
-            f"--imgsz {h}x{w}: D-FINE needs a multiple of {step} with at least {queries} anchors "
-            f"for its {queries} queries (strides {strides}: {anchors} anchors); use --imgsz "
-            f"{side} or more"
-        )
-
-
-def _own_size(detector: Any) -> tuple[int, int]:
-    anchor = getattr(detector.backbone, "anchor_image_size", None)
-    if anchor:
-        return (int(anchor[0]), int(anchor[1]))
-    converter = getattr(detector.preprocessor, "image_converter", None)
-    size = getattr(converter, "image_size", None)
-    if size and all(size):
-        return (int(size[0]), int(size[1]))
-    shape = detector.backbone.image_shape
-    if shape and shape[0] and shape[1]:
-        return (int(shape[0]), int(shape[1]))
-    return (DEFAULT_SIZE, DEFAULT_SIZE)
-
-
-def _normalisation(detector: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The image converter's per-channel `scale` and `offset` (1 and 0 without a converter)."""
-    converter = getattr(detector.preprocessor, "image_converter", None)
-    if converter is None:
-        log.warning("the preset has no image converter: its model takes the pixels as they are")
-
-    def channels(value: Any, default: float) -> np.ndarray:
-        v = np.asarray(default if value is None else value, np.float32).reshape(-1)
-        return np.broadcast_to(v, (3,)).copy()
-
-    return channels(getattr(converter, "scale", None), 1.0), channels(
-        getattr(converter, "offset", None), 0.0
-    )
-
-
-def _at_size(keras: Any, detector: Any, size: tuple[int, int]) -> Any:
-    """The detector built for `size` (its weights do not depend on it) when it was built for
-    another: D-FINE's anchors are fixed at build time (`anchor_image_size`)."""
-    shape = tuple(detector.backbone.image_shape or (None, None, 3))
-    anchor = getattr(detector.backbone, "anchor_image_size", None)
-    if shape[:2] in ((None, None), size) and (anchor is None or tuple(anchor) == size):
-        return detector
-    config = _resized(detector.get_config(), size)
-    config["preprocessor"] = None
-    try:
-        resized = type(detector).from_config(config)
-    except ValueError as exc:
-        raise ValueError(f"--imgsz {size[0]}x{size[1]}: {_one_line(exc)}") from None
-    resized.set_weights(detector.get_weights())
-    return resized
-
-
-def _resized(config: Any, size: tuple[int, int]) -> Any:
-    """`config` with every nested `image_shape` and `anchor_image_size` set to `size`."""
-    if isinstance(config, list):
-        return [_resized(v, size) for v in config]
-    if not isinstance(config, dict):
-        return config
-    out = {k: _resized(v, size) for k, v in config.items()}
-    if isinstance(out.get("image_shape"), (list, tuple)) and len(out["image_shape"]) == 3:
-        out["image_shape"] = [size[0], size[1], out["image_shape"][-1]]
-    if "anchor_image_size" in out:
-        out["anchor_image_size"] = [size[0], size[1]]
-    return out
 
 
 def _scores(keras: Any, detector: Any, logits: Any, name: str) -> Any:

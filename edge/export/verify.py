@@ -149,6 +149,26 @@ def _decoded(raw: list[np.ndarray], contract: ModelContract) -> Outputs:
     return boxes, scores
 
 
+def in_reference_order(reference: Outputs, got: Outputs) -> Outputs:
+    """`got` with each image's rows paired one to one with the reference rows they are closest
+    to (smallest total difference) and put in their order. For models whose rows are a set (a
+    DETR's queries): tied scores in its top-k may order the same queries differently in ONNX
+    Runtime and TensorFlow, and the queries do not depend on their order."""
+    from edge.runtime.tracking import assign
+
+    if reference[0].shape != got[0].shape or reference[1].shape != got[1].shape:
+        return got
+    rows_ref = np.concatenate(reference, axis=-1).astype(np.float64)
+    rows_got = np.concatenate(got, axis=-1).astype(np.float64)
+    boxes, scores = got[0].copy(), got[1].copy()
+    for i in range(len(rows_ref)):
+        distance = np.abs(rows_ref[i][:, None, :] - rows_got[i][None, :, :]).max(axis=-1)
+        rows, cols = assign(1.0 / (1.0 + distance), 0.0)
+        if len(rows) == len(distance):  # every row paired
+            boxes[i][rows], scores[i][rows] = got[0][i][cols], got[1][i][cols]
+    return boxes, scores
+
+
 def compare(reference: Outputs, got: Outputs, nms: bool = True) -> Parity:
     """Row by row, and the detections `edge run` keeps (with its NMS when `nms`)."""
     if reference[0].shape != got[0].shape or reference[1].shape != got[1].shape:
@@ -212,11 +232,15 @@ def median_latency_ms(session: Any, tensor: np.ndarray, runs: int, warmup: int =
     return float(np.median(times)) / 1e6
 
 
-def keras_map(model: Any, samples: Sequence[Any], names: Sequence[str]) -> Any:
+def keras_map(
+    model: Any, samples: Sequence[Any], names: Sequence[str], contract: ModelContract
+) -> Any:
     """COCO mAP (an `edge.evaluation.EvalResult`) of the Keras model on `samples`."""
     from edge.evaluation import coco_metrics, predict_keras
 
-    predictions = predict_keras(model, samples, names, conf=EVAL_CONF, iou=EVAL_IOU)
+    predictions = predict_keras(
+        model, samples, names, conf=EVAL_CONF, iou=EVAL_IOU, output_format=contract.output_format
+    )
     return coco_metrics(predictions, samples, names)
 
 
