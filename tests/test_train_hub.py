@@ -123,3 +123,32 @@ def test_a_run_writes_checkpoints_that_export_and_eval_take(short_run: Path, syn
             [line for line in r.stdout.splitlines() if line.split()[0] in names + ["all"]]
         )
     assert len(tables[0]) == 5 and tables[0] == tables[1]  # the .keras and its export agree
+
+
+def test_batch_norms_without_statistics_are_set_from_images_then_frozen(tmp_path: Path) -> None:
+    """A preset built from config (random weights) has batch norms at mean 0, variance 1: frozen
+    like that its features did not depend on the image. They get the statistics of training
+    images; norms that have statistics keep them."""
+    from edge.data.batches import TrainBatches
+    from edge.data.dataset import Sample
+    from edge.training.hub_train import _freeze_batch_norms
+
+    model = hub_presets.dfine(num_classes=3, size=64)
+    norms = [n for n in model._flatten_layers() if isinstance(n, keras.layers.BatchNormalization)]
+    trained = norms[0]
+    trained.moving_mean.assign(np.full(trained.moving_mean.shape, 0.5, np.float32))
+    import cv2
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(2):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), rng.integers(0, 255, (64, 64, 3), np.uint8))
+        box = np.array([[8.0, 8.0, 40.0, 40.0]], np.float32)
+        samples.append(Sample(path, 64, 64, box, np.array([0], np.int64)))
+    batches = TrainBatches(samples, 64, 1, seed=0)
+    _freeze_batch_norms(keras, model, batches, np.float32(1 / 255), np.float32(0.0))
+    assert all(not n.trainable for n in norms)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(trained.moving_mean), 0.5)
+    later = norms[1:]
+    assert all(np.any(keras.ops.convert_to_numpy(n.moving_mean) != 0) for n in later)

@@ -11,7 +11,7 @@ Two KerasHub 0.32 defects decide how batches are fed (both read from keras_hub/s
   losses), so images 2..B are trained towards image 1's boxes.
 So every step sees one image with exactly its own boxes (`dfine_targets`), and `--batch B`
 accumulates the gradients of B such steps (the optimizer's `gradient_accumulation_steps`). The
-batch norms of a batch of one would be noise: they keep the preset's statistics (frozen).
+batch norms of a batch of one would be noise: they are frozen (`_freeze_batch_norms`).
 Validation predicts as `edge eval` does a KerasHub .keras (`edge.model.hub_detector.dfine_rows`).
 """
 
@@ -81,9 +81,6 @@ def train_dfine(dataset: Dataset, out: str | Path, options: TrainOptions) -> Any
     check_dfine_size(source.backbone, size)
     model = retargeted(keras, source, len(dataset.names), size)
     scale, offset = normalisation(model)
-    for layer in model._flatten_layers():  # noqa: SLF001
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
     samples = [s for s in dataset.train if len(s.boxes)]
     if not samples:
         raise EdgeError(f"{dataset.root}: no training image has a box")
@@ -93,6 +90,7 @@ def train_dfine(dataset: Dataset, out: str | Path, options: TrainOptions) -> Any
         samples, options.imgsz, 1, augment=options.augment, max_boxes=options.max_boxes,
         seed=options.seed, cache=True,
     )  # fmt: skip
+    _freeze_batch_norms(keras, model, batches, scale, offset)
     accumulate = options.batch if options.batch > 1 else None
     model.compile(
         optimizer=keras.optimizers.AdamW(
@@ -127,6 +125,34 @@ def train_dfine(dataset: Dataset, out: str | Path, options: TrainOptions) -> Any
     return TrainResult(
         out, out / "best.keras", out / "last.keras", options.epochs, epoch_end.best, history
     )
+
+
+def _freeze_batch_norms(
+    keras: Any, model: Any, batches: Any, scale: np.ndarray, offset: np.ndarray
+) -> None:
+    """Batch norms run on their statistics, frozen (a batch of one would make them noise). A
+    preset whose norms never saw data (statistics still 0 and 1: built from config, random
+    weights) gets them from one pass over up to 16 training images first, as edge's own
+    detectors are calibrated; a trained preset keeps its own."""
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]  # noqa: SLF001  # fmt: skip
+    fresh = [
+        n for n in norms
+        if not np.any(keras.ops.convert_to_numpy(n.moving_mean))
+        and np.all(keras.ops.convert_to_numpy(n.moving_variance) == 1.0)
+    ]  # fmt: skip
+    if fresh:
+        count = min(len(batches), 16)
+        x = np.concatenate([batches.batch(0, i, mosaic=False)[0] for i in range(count)])
+        momenta = [n.momentum for n in norms]
+        for n in norms:  # moving = moving * momentum + batch * (1 - momentum)
+            n.momentum = 0.0 if n in fresh else 1.0
+        model(x * scale + offset, training=True)
+        for n, momentum in zip(norms, momenta, strict=True):
+            n.momentum = momentum
+        log.info("%d of %d batch norms had no statistics: set from %d images", len(fresh),
+                 len(norms), count)  # fmt: skip
+    for n in norms:
+        n.trainable = False
 
 
 def _feed(keras: Any, batches: Any, scale: np.ndarray, offset: np.ndarray) -> Any:
