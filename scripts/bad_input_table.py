@@ -375,6 +375,12 @@ CASES = (
     _case("inputs", "data.yaml that is a FIFO", "eval --model tiny.onnx --data yolo-fifo"),
     _case("inputs", "COCO JSON that is a FIFO", "eval --model tiny.onnx --data fifo.json"),
     _case("inputs", "Triton export of a FIFO", "export fifo.onnx --triton repo"),
+    # Issue 17 (kerashub): edge export --preset, a KerasHub object-detector preset.
+    _case("preset", "a folder that is not a KerasHub preset", "export --preset folder -o o.onnx"),
+    _case("preset", "a file given as the preset", "export --preset tiny.onnx -o o.onnx"),
+    _case("preset", "a missing preset folder", "export --preset missing/dir -o o.onnx"),
+    _case("preset", "both a model and a preset", "export model.keras --preset folder -o o.onnx"),
+    _case("preset", "a preset without -o", "export --preset folder"),
 )
 
 

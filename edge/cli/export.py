@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 from edge.cli.argtypes import imgsz, integer, positive_int, seed
 
 if TYPE_CHECKING:
+    from edge.export import ExportOptions, ExportResult
     from edge.export.triton_repo import TritonOptions
+    from edge.outputs.group import OutputGroup
 
 log = logging.getLogger("edge")
 
@@ -42,13 +44,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run the same letterboxed images and must agree (fp32: 1e-4 of the input size on boxes, "
         "1e-4 on scores), else nothing is written. Prints each file's size, CPU latency and, "
         "with a dataset, mAP. --triton REPO also writes a Triton Inference Server model "
-        "repository (from a .keras or an existing .onnx detector).",
+        "repository (from a .keras or an existing .onnx detector). --preset exports a KerasHub "
+        "object detector (RetinaNet, D-FINE) as it is.",
     )
     p.add_argument(
         "model",
         type=Path,
+        nargs="?",
         metavar="MODEL.keras",
         help="trained detector (or, with --triton only, an exported MODEL.onnx)",
+    )
+    p.add_argument(
+        "--preset",
+        metavar="PRESET",
+        help="instead of MODEL: a KerasHub object-detector preset (RetinaNet, D-FINE), a local "
+        "preset folder (model.save_to_preset) or a preset name such as dfine_nano_coco "
+        "(downloaded once to the Keras cache); needs -o",
     )
     p.add_argument(
         "-o",
@@ -66,8 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--opset",
         type=int,
-        default=DEFAULT_OPSET,
-        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
+        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}; 18 for D-FINE presets)",
     )
     p.add_argument(
         "--precision",
@@ -164,7 +174,13 @@ def main(args: argparse.Namespace) -> int:
     from edge.outputs.group import OutputGroup
 
     triton = _triton_options(args)
-    if args.model.suffix.lower() == ".onnx":  # an exported model: only the repository to write
+    if (args.model is None) == (args.preset is None):
+        raise ValueError("export takes MODEL.keras or --preset PRESET (one of them)")
+    if args.preset is not None and args.output is None and triton is None:
+        raise ValueError(f"--preset {args.preset}: name the file to write with -o OUT.onnx")
+    if (
+        args.model is not None and args.model.suffix.lower() == ".onnx"
+    ):  # an exported model: only the repository to write
         if triton is None:
             raise ValueError(
                 f"{args.model}: already ONNX; give a .keras model to convert, or --triton REPO "
@@ -175,7 +191,7 @@ def main(args: argparse.Namespace) -> int:
     if triton is not None:
         check_folder("--triton", args.triton)
     _quiet_tensorflow(verbose=getattr(args, "verbose", False))
-    from edge.export import ExportOptions, export_model, format_report, output_paths
+    from edge.export import ExportOptions, format_report, output_paths
 
     options = ExportOptions(
         imgsz=args.imgsz,
@@ -195,16 +211,19 @@ def main(args: argparse.Namespace) -> int:
     )
     if triton is not None and args.output is None:  # the ONNX file goes into the repository only
         with tempfile.TemporaryDirectory(prefix=".edge-export-", dir=args.triton.parent) as tmp:
-            output = Path(tmp) / args.model.with_suffix(".onnx").name
-            report = format_report(export_model(args.model, output, options))
+            stem = args.model.stem if args.model is not None else Path(args.preset).name
+            output = Path(tmp) / f"{stem}.onnx"
+            report = format_report(_export(args, output, options))
             folder = _write_repository(output, args.triton, triton)
             print(report.replace(str(output), str(folder / "1" / "model.onnx")))
         return 0
     output = args.output or args.model.with_suffix(".onnx")
+    preset = Path(args.preset) if args.preset is not None and Path(args.preset).exists() else None
     variants = [("--output", p) for p in output_paths(output, options.precisions)]
     # The variants (and the Triton model folder beside them) appear together, or none does.
-    with OutputGroup(variants, [args.model, args.calib_data], parents=("--output",)) as group:
-        result = export_model(args.model, output, options, group)
+    inputs = [args.model or preset, args.calib_data]
+    with OutputGroup(variants, inputs, parents=("--output",)) as group:
+        result = _export(args, output, options, group)
         if triton is not None:
             from edge.export.triton_repo import describe, write_repository
 
@@ -215,6 +234,16 @@ def main(args: argparse.Namespace) -> int:
     if triton is not None:
         print(f"wrote {folder}: {describe(config)}")
     return 0
+
+
+def _export(
+    args: argparse.Namespace, output: Path, options: ExportOptions, group: OutputGroup | None = None
+) -> ExportResult:
+    from edge.export import export_model, export_preset
+
+    if args.preset is not None:
+        return export_preset(args.preset, output, options, group)
+    return export_model(args.model, output, options, group)
 
 
 def _triton_options(args: argparse.Namespace) -> TritonOptions | None:

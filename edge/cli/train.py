@@ -63,7 +63,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="imagenet|none|PATH",
         help="backbone initialisation (default imagenet, downloaded once into ~/.keras)",
     )
-    p.add_argument("--init", metavar="MODEL.keras", help="start from a detector trained before")
+    p.add_argument(
+        "--init",
+        metavar="MODEL.keras|PRESET",
+        help="start from a detector trained before, or fine-tune a KerasHub D-FINE preset (a "
+        "local preset folder or a name such as dfine_nano_coco, downloaded once; needs "
+        "edge[kerashub]): a new class head for the dataset's classes",
+    )
     p.add_argument(
         "--freeze-backbone-epochs",
         type=integer(0, 100_000),

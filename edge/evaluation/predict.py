@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import cv2
 import numpy as np
 
 from edge.errors import DataError, ModelError, check_regular
-from edge.runtime.contract import ModelContract
+from edge.runtime.contract import RTDETR, XYXY_SCORES, ModelContract
 from edge.runtime.postprocess import PostprocessOptions, postprocess
 from edge.runtime.preprocess import prepare
 from edge.types import Detections
@@ -54,6 +55,10 @@ def open_predictor(
         model = _load_keras(path)
         if getattr(model, "names", None) is not None:
             _check_names(tuple(model.names), tuple(names), path)
+        elif getattr(model, "num_classes", len(names)) != len(names):  # a KerasHub detector
+            raise ModelError(
+                f"{path} predicts {model.num_classes} classes but the dataset has {len(names)}"
+            )
         yield keras_predictor(model, names, imgsz=imgsz, conf=conf, iou=iou)
         return
     detector = Detector(path, device=device, imgsz=imgsz)
@@ -119,6 +124,7 @@ def predict_keras(
     conf: float = 0.001,
     iou: float = 0.6,
     batch_size: int = 16,
+    output_format: str = XYXY_SCORES,
 ) -> list[Detections]:
     """Detections for each sample's image from an in-memory Keras detector, in batches.
 
@@ -129,6 +135,8 @@ def predict_keras(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     contract, options = _keras_contract(model, names, imgsz, conf, iou)
+    if output_format != XYXY_SCORES:
+        contract = replace(contract, output_format=output_format)
     out: list[Detections] = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
@@ -149,7 +157,13 @@ def _keras_contract(
     size = fixed if all(isinstance(v, int) and v > 0 for v in fixed) else imgsz or fixed
     if not all(isinstance(v, int) and v > 0 for v in size):
         raise ValueError(f"the Keras model's input size is dynamic {shape}; pass imgsz=(h, w)")
-    contract = ModelContract(names=tuple(names), imgsz=(int(size[0]), int(size[1])))
+    from edge.model.hub_detector import is_dfine
+
+    contract = ModelContract(
+        names=tuple(names),
+        imgsz=(int(size[0]), int(size[1])),
+        output_format=RTDETR if is_dfine(model) else XYXY_SCORES,  # KerasHub's D-FINE: rows
+    )
     return contract, PostprocessOptions(conf=conf, iou=iou)
 
 
@@ -157,7 +171,13 @@ def _keras_outputs(model: Any, batch: np.ndarray) -> list[np.ndarray]:
     """[boxes, scores] as numpy from a dict (boxes + scores or logits) or a list of outputs."""
     import keras
 
+    from edge.model.hub_detector import dfine_rows, is_dfine
+
+    if is_dfine(model):
+        return [dfine_rows(model, batch)]
     out = model(batch, training=False)
+    if isinstance(out, dict) and list(out) == ["output0"]:  # one tensor, e.g. the RT-DETR layout
+        out = [out["output0"]]
     if isinstance(out, dict):
         if "boxes" not in out or not ({"scores", "logits"} & out.keys()):
             raise ModelError(f"Keras outputs {sorted(out)}; expected boxes and scores (or logits)")
@@ -174,10 +194,31 @@ def _load_keras(path: Path) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name not in ("edge.model", "edge.model.keras_detector"):
             raise
+    if _from_keras_hub(path):  # a KerasHub detector (edge train --init PRESET)
+        try:
+            import keras_hub  # noqa: F401  (registers its classes)
+        except ModuleNotFoundError:
+            raise ModelError(
+                f"{path}: a KerasHub model; needs KerasHub (pip install 'edge[kerashub]')"
+            ) from None
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad archive
         raise ModelError(f"{path}: cannot load Keras model ({type(exc).__name__}: {exc})") from None
+
+
+def _from_keras_hub(path: Path) -> bool:
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return False  # load_model reports what is wrong with it
+    return isinstance(config, dict) and str(config.get("registered_name", "")).startswith(
+        "keras_hub>"
+    )
 
 
 def _check_names(model_names: tuple[str, ...], names: tuple[str, ...], path: Path | str) -> None:

@@ -14,7 +14,13 @@ from edge.export.export_options import (
     ExportOptions,
     Tolerance,
 )
-from edge.export.exporter import ExportResult, VariantReport, export_model, output_paths
+from edge.export.exporter import (
+    ExportResult,
+    VariantReport,
+    export_model,
+    export_preset,
+    output_paths,
+)
 from edge.export.summary import format_report
 from edge.export.verify import Parity, VerificationError
 
@@ -31,6 +37,7 @@ __all__ = [
     "VariantReport",
     "VerificationError",
     "export_model",
+    "export_preset",
     "format_report",
     "output_paths",
 ]

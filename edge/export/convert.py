@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError, ModelError, check_regular
-from edge.runtime.contract import ModelContract
+from edge.export.export_options import DEFAULT_OPSET
+from edge.runtime.contract import RTDETR, ModelContract
 
 log = logging.getLogger(__name__)
 
 INPUT = "images"
 OUTPUTS = ("boxes", "scores")
+DETR_OUTPUTS = ("output0",)  # RT-DETR layout [B, K, 4 + C], named as Ultralytics names it
 BATCH_DIM = "batch"
 
 
@@ -39,6 +41,7 @@ class InferenceModel:
     model: Any  # a float32 edge.model.KerasDetector in inference form
     contract: ModelContract
     config: dict[str, Any]
+    opset: int = DEFAULT_OPSET  # what it converts at unless --opset says otherwise
 
 
 def check_keras_file(path: str | Path) -> Path:
@@ -49,7 +52,7 @@ def check_keras_file(path: str | Path) -> Path:
     if not path.exists():
         raise ModelError(f"model not found: {path}")
     check_regular(path, f"model {path}", ModelError)
-    config = _archive_config(path)
+    config = archive_config(path)
     if config.get("class_name") in ("Functional", "Sequential"):  # fail before TensorFlow loads
         raise ModelError(
             f"{path}: not an edge detector (a Keras {config['class_name']} model); export takes "
@@ -58,7 +61,7 @@ def check_keras_file(path: str | Path) -> Path:
     return path
 
 
-def _archive_config(path: Path) -> dict[str, Any]:
+def archive_config(path: Path) -> dict[str, Any]:
     """The `config.json` of a `.keras` zip archive; ModelError if there is none."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -78,7 +81,7 @@ def load_inference_model(path: Path, imgsz: tuple[int, int] | None = None) -> In
     Raises ModelError when the file is not an edge detector, EdgeError when Keras does not run
     on TensorFlow, ValueError for an input size the detector cannot take.
     """
-    keras = _keras_on_tensorflow()
+    keras = keras_on_tensorflow()
     import edge.model as em
 
     try:
@@ -92,7 +95,8 @@ def load_inference_model(path: Path, imgsz: tuple[int, int] | None = None) -> In
     return InferenceModel(model=model, contract=em.contract_for(model), config=config)
 
 
-def _keras_on_tensorflow() -> Any:
+def keras_on_tensorflow() -> Any:
+    """Keras, checked to run on TensorFlow (what tf2onnx converts); the GPU left to ONNX Runtime."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -124,7 +128,12 @@ def _resized(keras: Any, model: Any, imgsz: tuple[int, int]) -> Any:
     return resized
 
 
-def to_onnx(model: Any, dynamic_batch: bool, opset: int) -> Any:
+def output_names(contract: ModelContract) -> tuple[str, ...]:
+    """The graph's outputs, in order, for the contract's layout."""
+    return DETR_OUTPUTS if contract.output_format == RTDETR else OUTPUTS
+
+
+def to_onnx(model: Any, dynamic_batch: bool, opset: int, outputs: tuple[str, ...] = OUTPUTS) -> Any:
     """Convert the inference model; an onnx.ModelProto with our input and output names."""
     import tensorflow as tf
     import tf2onnx
@@ -132,26 +141,64 @@ def to_onnx(model: Any, dynamic_batch: bool, opset: int) -> Any:
     _, h, w, c = model.inputs[0].shape
     spec = (tf.TensorSpec((None if dynamic_batch else 1, h, w, c), tf.float32, name=INPUT),)
     try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+        with convertible_ops():
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises anything from its handlers
         raise ModelError(f"tf2onnx could not convert the model: {_one_line(str(exc))}") from None
-    return _named_io(proto, dynamic_batch)
+    return _named_io(proto, dynamic_batch, outputs)
 
 
-def _named_io(proto: Any, dynamic_batch: bool) -> Any:
-    """Check the graph's input and outputs, put `boxes` before `scores`, name the batch dim."""
+@contextlib.contextmanager
+def convertible_ops() -> Any:
+    """While tracing for tf2onnx, two Keras TensorFlow ops are written in forms it can convert.
+
+    - A grouped convolution: Keras 3.15 (keras/src/backend/tensorflow/nn.py, `conv`, "grouped
+      convolutions are broken on CPU without XLA") wraps it in an inner
+      `tf.function(jit_compile=True)` that tf2onnx leaves as an unconvertible
+      StatefulPartitionedCall. The trace only records the op (nothing runs on TF's CPU kernel),
+      so the plain `tf.nn.convolution` is traced; ONNX Conv has `group`.
+    - Exact GELU: `tf.nn.gelu(approximate=False)` traces to Erfc, which tf2onnx does not convert;
+      0.5 * x * (1 + erf(x / sqrt(2))) is the same function with Erf.
+    """
+    import tensorflow as tf
+    from keras.src.backend import standardize_data_format
+    from keras.src.backend.tensorflow import nn
+
+    conv, gelu = nn.conv, nn.gelu
+
+    def plain_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        fmt = nn._convert_data_format(standardize_data_format(data_format), len(inputs.shape))
+        return tf.nn.convolution(
+            inputs, kernel, strides, padding.upper(), data_format=fmt, dilations=dilation_rate
+        )
+
+    def erf_gelu(x, approximate=True):
+        if approximate:
+            return gelu(x, approximate=True)
+        x = tf.convert_to_tensor(x)
+        return 0.5 * x * (1.0 + tf.math.erf(x * tf.cast(0.7071067811865476, x.dtype)))
+
+    nn.conv, nn.gelu = plain_conv, erf_gelu
+    try:
+        yield
+    finally:
+        nn.conv, nn.gelu = conv, gelu
+
+
+def _named_io(proto: Any, dynamic_batch: bool, names: tuple[str, ...] = OUTPUTS) -> Any:
+    """Check the graph's input and outputs, put them in `names` order, name the batch dim."""
     import onnx
 
     graph = proto.graph
     if len(graph.input) != 1 or graph.input[0].name != INPUT:
         raise ModelError(f"expected one input {INPUT!r}, got {[i.name for i in graph.input]}")
     outputs = {o.name: o for o in graph.output}
-    if set(outputs) != set(OUTPUTS):
+    if set(outputs) != set(names):
         raise ModelError(
-            f"not a detector: outputs must be {' and '.join(OUTPUTS)}, got {sorted(outputs)}"
+            f"not a detector: outputs must be {' and '.join(names)}, got {sorted(outputs)}"
         )
     ordered = []
-    for name in OUTPUTS:
+    for name in names:
         value = onnx.ValueInfoProto()
         value.CopyFrom(outputs[name])
         ordered.append(value)

@@ -95,7 +95,7 @@ class ExportOptions:
 
     imgsz: tuple[int, int] | None = None
     batch: str = "1"
-    opset: int = DEFAULT_OPSET
+    opset: int | None = None  # None: the model's own (DEFAULT_OPSET; D-FINE presets 18)
     precisions: tuple[str, ...] = ("fp32",)
     calib_data: Path | None = None
     calib_images: int = 32
@@ -113,7 +113,7 @@ class ExportOptions:
             raise ValueError(f"--batch must be 1 or dynamic, got {self.batch!r}")
         if self.input not in INPUTS:
             raise ValueError(f"--input must be one of {', '.join(INPUTS)}, got {self.input!r}")
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+        if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ValueError(
                 f"--opset must be in [{MIN_OPSET}, {MAX_OPSET}] (what tf2onnx converts and int8 "
                 f"needs), got {self.opset}"

@@ -18,11 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError, ModelError
-from edge.export import convert, images, metadata, quantize, trt, uint8_input, verify
+from edge.export import (
+    convert,
+    hub_preset,
+    images,
+    metadata,
+    quantize,
+    trt,
+    uint8_input,
+    verify,
+)
 from edge.export.export_options import TOLERANCES, ExportOptions, Tolerance
 from edge.outputs.files import check_nonempty, make_folders, remove_folders
 from edge.outputs.group import OutputGroup
 from edge.runtime.contract import ModelContract
+from edge.runtime.postprocess import needs_nms
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +105,74 @@ def export_model(
         group = OutputGroup([(FLAG, t) for t in targets], inputs, parents=(FLAG,))
     image_source = images.open_source(options.calib_data)  # bad data fails before TF loads
     trt_state = _check_tensorrt(options)
-    loaded = convert.load_inference_model(source, options.imgsz)
-    base = convert.to_onnx(loaded.model, options.dynamic_batch, options.opset)
-    log.info("converted %s with %s, opset %d", source.name, convert.converter_name(), options.opset)
+    if hub_preset.is_hub_archive(convert.archive_config(source)):  # edge train --init PRESET
+        loaded = hub_preset.load_archive(source, options.imgsz)
+    else:
+        loaded = convert.load_inference_model(source, options.imgsz)
+    provenance = {**metadata.training_info(source), "edge.source": source.name}
+    return _export(
+        loaded, source, targets, image_source, trt_state, options, provenance, started, group, own
+    )
+
+
+def export_preset(
+    preset: str | Path,
+    output: str | Path,
+    options: ExportOptions | None = None,
+    group: OutputGroup | None = None,
+) -> ExportResult:
+    """Convert, verify and write a KerasHub object-detector preset (a local preset folder, or a
+    preset name KerasHub downloads once), as `export_model` does a `.keras` detector (`group`
+    as there).
+
+    Raises as `export_model` does; ModelError also for a folder that is not a KerasHub preset,
+    a preset that is not an object detector edge exports, or a name that cannot be downloaded.
+    """
+    started = time.perf_counter()
+    options = options or ExportOptions()
+    found = hub_preset.check_preset(preset)
+    targets = output_paths(_check_output(Path(output)), options.precisions)
+    own = group is None
+    if group is None:
+        inputs = [found.folder, options.calib_data]
+        group = OutputGroup([(FLAG, t) for t in targets], inputs, parents=(FLAG,))
+    image_source = images.open_source(options.calib_data)
+    trt_state = _check_tensorrt(options)
+    loaded = hub_preset.load_preset(found, options.imgsz)
+    provenance = {"edge.source": found.name}
+    return _export(
+        loaded, Path(found.name), targets, image_source, trt_state, options, provenance, started,
+        group, own,
+    )  # fmt: skip
+
+
+def _export(
+    loaded: convert.InferenceModel,
+    source: Path,
+    targets: list[Path],
+    image_source: images.ImageSource,
+    trt_state: tuple[bool, str] | None,
+    options: ExportOptions,
+    provenance: dict[str, str],
+    started: float,
+    group: OutputGroup,
+    own: bool,
+) -> ExportResult:
+    """The conversion, checks and files of both exports; `own`: this call commits `group`."""
+    opset = options.opset or loaded.opset
+    outputs = convert.output_names(loaded.contract)
+    base = convert.to_onnx(loaded.model, options.dynamic_batch, opset, outputs)
+    log.info("converted %s with %s, opset %d", source.name, convert.converter_name(), opset)
     pictures = images.export_images(
         image_source, options.calib_images, loaded.contract, options.eval_images, options.seed
     )
-    reference = verify.keras_outputs(loaded.model, pictures.tensors) if options.verify else None
+    reference = (
+        verify.keras_outputs(loaded.model, pictures.tensors, loaded.contract)
+        if options.verify
+        else None
+    )
     keras_metrics = _keras_map(loaded, pictures) if options.verify else None
-    provenance = {
-        **metadata.training_info(source),
-        "edge.source": source.name,
-        "edge.converter": f"{convert.converter_name()}, opset {options.opset}",
-    }
+    provenance = {**provenance, "edge.converter": f"{convert.converter_name()}, opset {opset}"}
     # The group inside: its temporaries go before the folders the scratch one created.
     with _staging(targets[0].parent) as scratch, group if own else contextlib.nullcontext():
         reports = [
@@ -123,7 +188,7 @@ def export_model(
         input_shape=("batch" if options.dynamic_batch else 1, h, w, 3),
         anchors=int(base.graph.output[0].type.tensor_type.shape.dim[1].dim_value),
         converter=convert.converter_name(),
-        opset=options.opset,
+        opset=opset,
         images=pictures.description,
         verified=options.verify,
         variants=tuple(reports),
@@ -176,8 +241,10 @@ def _variant(
     parity = None
     if reference is not None:
         fed = pictures.inputs_for(contract)
-        got = verify.onnx_outputs(session, fed, options.dynamic_batch)
-        parity = verify.compare(reference, got)
+        got = verify.onnx_outputs(session, fed, options.dynamic_batch, contract)
+        if not needs_nms(contract):  # its rows are a set of detections: compared as one
+            got = verify.in_reference_order(reference, got)
+        parity = verify.compare(reference, got, needs_nms(contract))
         failures = parity.failures(tolerance, contract.imgsz)
         if failures:
             raise verify.VerificationError(
@@ -234,7 +301,7 @@ def _can_map(contract: ModelContract, pictures: images.ExportImages) -> bool:
 def _keras_map(loaded: convert.InferenceModel, pictures: images.ExportImages) -> Any:
     if not _can_map(loaded.contract, pictures):
         return None
-    return verify.keras_map(loaded.model, pictures.eval_samples, pictures.names)
+    return verify.keras_map(loaded.model, pictures.eval_samples, pictures.names, loaded.contract)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from edge.export.exporter import ExportResult, VariantReport
+from edge.runtime.contract import RTDETR
 
 HEADER = (
     "precision",
@@ -22,6 +23,13 @@ HEADER = (
 MAP = 8  # the column of mAP50-95
 
 
+def _outputs(result: ExportResult) -> str:
+    n, nc = result.anchors, result.contract.num_classes
+    if result.contract.output_format == RTDETR:
+        return f"output0 [K={n}, 4 + {nc}] (RT-DETR: cx cy w h in 0..1, scores; no NMS)"
+    return f"boxes [N={n}, 4] xyxy px and scores [N, {nc}]"
+
+
 def format_report(result: ExportResult) -> str:
     c = result.contract
     shape = ", ".join(str(d) for d in result.input_shape)
@@ -31,8 +39,7 @@ def format_report(result: ExportResult) -> str:
         given = f"float32 {c.layout} {c.color} 0..255"
     lines = [
         f"{result.source.name}: {result.converter}, opset {result.opset}; input images "
-        f"[{shape}] {given}; outputs boxes [N={result.anchors}, 4] "
-        f"xyxy px and scores [N, {c.num_classes}]; classes {', '.join(c.names)}",
+        f"[{shape}] {given}; outputs {_outputs(result)}; classes {', '.join(c.names)}",
         f"verified against Keras on {result.images}, letterboxed as `edge run` does"
         if result.verified
         else f"NOT verified (--no-verify); measured on {result.images}",

@@ -16,6 +16,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.export.export_options import Tolerance
+from edge.runtime.contract import ModelContract
 from edge.runtime.postprocess import PostprocessOptions
 
 log = logging.getLogger(__name__)
@@ -105,33 +106,71 @@ def _pick(statistic: str, values: tuple[float, float, float, float]) -> tuple[fl
     return (max_box, max_score) if statistic == "max" else (mean_box, mean_score)
 
 
-Outputs = tuple[np.ndarray, np.ndarray]  # boxes [N, A, 4], scores [N, A, C] for N images
+Outputs = tuple[np.ndarray, np.ndarray]  # boxes [N, A, 4] xyxy px, scores [N, A, C] for N images
 
 
-def keras_outputs(model: Any, tensors: Sequence[np.ndarray]) -> Outputs:
-    """The reference: the Keras inference model on the prepared images."""
+def keras_outputs(model: Any, tensors: Sequence[np.ndarray], contract: ModelContract) -> Outputs:
+    """The reference: the Keras inference model on the prepared images, decoded as the runtime
+    decodes the file's outputs (the model's outputs are named as the graph's)."""
     import keras
 
-    boxes, scores = [], []
+    from edge.export.convert import output_names
+
+    names = output_names(contract)
+    chunks = []
     for start in range(0, len(tensors), _CHUNK):
         out = model(np.concatenate(tensors[start : start + _CHUNK]), training=False)
-        boxes.append(keras.ops.convert_to_numpy(out["boxes"]))
-        scores.append(keras.ops.convert_to_numpy(out["scores"]))
-    return np.concatenate(boxes), np.concatenate(scores)
+        chunks.append([keras.ops.convert_to_numpy(out[n]) for n in names])
+    raw = [np.concatenate([c[i] for c in chunks]) for i in range(len(names))]
+    return _decoded(raw, contract)
 
 
-def onnx_outputs(session: Any, tensors: Sequence[np.ndarray], dynamic_batch: bool) -> Outputs:
+def onnx_outputs(
+    session: Any, tensors: Sequence[np.ndarray], dynamic_batch: bool, contract: ModelContract
+) -> Outputs:
     """The exported model on the same images: batched when its batch is dynamic, else one by one."""
     step = _CHUNK if dynamic_batch else 1
-    boxes, scores = [], []
+    chunks = []
     for start in range(0, len(tensors), step):
-        out = session.run(np.concatenate(tensors[start : start + step]))
-        boxes.append(np.asarray(out[0], np.float32))
-        scores.append(np.asarray(out[1], np.float32))
-    return np.concatenate(boxes), np.concatenate(scores)
+        chunks.append(
+            [np.asarray(o) for o in session.run(np.concatenate(tensors[start : start + step]))]
+        )
+    raw = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+    return _decoded(raw, contract)
 
 
-def compare(reference: Outputs, got: Outputs) -> Parity:
+def _decoded(raw: list[np.ndarray], contract: ModelContract) -> Outputs:
+    """Every image's rows as xyxy input pixels and per-class scores (`postprocess.decode`)."""
+    from edge.runtime.postprocess import decode
+
+    rows = [decode(raw, contract, item=i) for i in range(len(raw[0]))]
+    boxes = np.stack([np.asarray(b, np.float32) for b, _ in rows])
+    scores = np.stack([np.asarray(s, np.float32) for _, s in rows])
+    return boxes, scores
+
+
+def in_reference_order(reference: Outputs, got: Outputs) -> Outputs:
+    """`got` with each image's rows paired one to one with the reference rows they are closest
+    to (smallest total difference) and put in their order. For models whose rows are a set (a
+    DETR's queries): tied scores in its top-k may order the same queries differently in ONNX
+    Runtime and TensorFlow, and the queries do not depend on their order."""
+    from edge.runtime.tracking import assign
+
+    if reference[0].shape != got[0].shape or reference[1].shape != got[1].shape:
+        return got
+    rows_ref = np.concatenate(reference, axis=-1).astype(np.float64)
+    rows_got = np.concatenate(got, axis=-1).astype(np.float64)
+    boxes, scores = got[0].copy(), got[1].copy()
+    for i in range(len(rows_ref)):
+        distance = np.abs(rows_ref[i][:, None, :] - rows_got[i][None, :, :]).max(axis=-1)
+        rows, cols = assign(1.0 / (1.0 + distance), 0.0)
+        if len(rows) == len(distance):  # every row paired
+            boxes[i][rows], scores[i][rows] = got[0][i][cols], got[1][i][cols]
+    return boxes, scores
+
+
+def compare(reference: Outputs, got: Outputs, nms: bool = True) -> Parity:
+    """Row by row, and the detections `edge run` keeps (with its NMS when `nms`)."""
     if reference[0].shape != got[0].shape or reference[1].shape != got[1].shape:
         raise VerificationError(
             f"output shapes differ: Keras {reference[0].shape} {reference[1].shape}, "
@@ -147,11 +186,11 @@ def compare(reference: Outputs, got: Outputs) -> Parity:
         mean_box=float(db.mean()),
         mean_score=float(ds.mean()),
         images=len(reference[0]),
-        kept=agreement(reference, got),
+        kept=agreement(reference, got, nms),
     )
 
 
-def agreement(reference: Outputs, got: Outputs) -> Agreement:
+def agreement(reference: Outputs, got: Outputs, nms: bool = True) -> Agreement:
     """Pair the detections `edge run` would keep from each side, image by image."""
     from edge.runtime.accuracy import box_iou
     from edge.runtime.postprocess import select
@@ -161,8 +200,8 @@ def agreement(reference: Outputs, got: Outputs) -> Agreement:
     box_err: list[float] = []
     score_err: list[float] = []
     for i in range(len(reference[0])):
-        a = select(reference[0][i], reference[1][i], KEPT)
-        b = select(got[0][i], got[1][i], KEPT)
+        a = select(reference[0][i], reference[1][i], KEPT, nms)
+        b = select(got[0][i], got[1][i], KEPT, nms)
         iou = box_iou(a.xyxy, b.xyxy)
         iou[a.class_id[:, None] != b.class_id[None, :]] = 0.0
         rows, cols = assign(iou, MATCH_IOU)
@@ -193,11 +232,15 @@ def median_latency_ms(session: Any, tensor: np.ndarray, runs: int, warmup: int =
     return float(np.median(times)) / 1e6
 
 
-def keras_map(model: Any, samples: Sequence[Any], names: Sequence[str]) -> Any:
+def keras_map(
+    model: Any, samples: Sequence[Any], names: Sequence[str], contract: ModelContract
+) -> Any:
     """COCO mAP (an `edge.evaluation.EvalResult`) of the Keras model on `samples`."""
     from edge.evaluation import coco_metrics, predict_keras
 
-    predictions = predict_keras(model, samples, names, conf=EVAL_CONF, iou=EVAL_IOU)
+    predictions = predict_keras(
+        model, samples, names, conf=EVAL_CONF, iou=EVAL_IOU, output_format=contract.output_format
+    )
     return coco_metrics(predictions, samples, names)
 
 

@@ -5,6 +5,7 @@
     keras_detector.py  KerasDetector: the model, its contract, its inference form
     decode.py, boxes.py, assign.py, losses.py   box decoding, target assignment, the loss
     transfer.py        load_detector, transfer_weights
+    hub_detector.py    KerasHub's RetinaNet and D-FINE as edge sees them (names, normalisation, sizes)
 
 Importing this package is cheap: Keras loads when a name below is first used. Loading a saved
 detector with `keras.saving.load_model` needs its classes registered: use `load_detector(path)`,

@@ -66,6 +66,11 @@ class PostprocessOptions:
             raise ValueError(f"--max-det must be at least 1, got {self.max_det}")
 
 
+def needs_nms(contract: ModelContract) -> bool:
+    """Whether the host suppresses duplicates (not for layouts whose model already did)."""
+    return contract.output_format not in _NMS_FREE
+
+
 def _shape(shape: Sequence[object]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
@@ -242,7 +247,7 @@ def postprocess(
     """The whole post-processing stage: decode, select, and map boxes back to the source frame;
     the Detections carry the model's class names."""
     boxes, scores = decode(outputs, contract, item)
-    nms = contract.output_format not in _NMS_FREE
+    nms = needs_nms(contract)
     dets = select(np.asarray(boxes, np.float32), np.asarray(scores, np.float32), options, nms)
     if len(dets) == 0:
         return Detections.empty(contract.names)

@@ -56,6 +56,11 @@ def train(
 
     options = options or TrainOptions()
     out = Path(out)
+    if options.init and Path(options.init).suffix.lower() != ".keras" and not resume:
+        from edge.training.hub_train import train_dfine  # a KerasHub preset (folder or name)
+
+        _check_dataset(dataset)
+        return train_dfine(dataset, out, options)
     state = None
     if resume:
         state = load_state(out / STATE_FILE)

@@ -1,0 +1,154 @@
+"""`edge train --init PRESET` for a KerasHub D-FINE: targets in D-FINE's format without padded
+rows, checkpoints that `edge export` and `edge eval` take, and a short run that learns (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cli_export import ENV
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("keras_hub")
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("KerasHub D-FINE training is tested on TensorFlow", allow_module_level=True)
+
+import hub_presets  # noqa: E402
+
+from edge.training.hub_train import dfine_targets  # noqa: E402
+
+
+def edge(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,
+                          env=ENV, timeout=timeout)  # fmt: skip
+
+
+def _padded(rows: list[list[float]], max_boxes: int = 4) -> np.ndarray:
+    out = np.zeros((max_boxes, 5), np.float32)
+    out[:, 0] = -1.0
+    if rows:
+        out[: len(rows)] = rows
+    return out
+
+
+@pytest.mark.parametrize(
+    ("rows", "boxes", "labels"),
+    [
+        # class 2, x1 16 y1 32 x2 48 y2 64 on a 64 px input: centre (0.5, 0.75), size 0.5 x 0.5
+        ([[2, 16, 32, 48, 64]], [[0.5, 0.75, 0.5, 0.5]], [2]),
+        (
+            [[0, 0, 0, 64, 32], [1, 60, 60, 70, 70]],
+            [[0.5, 0.25, 1, 0.5], [0.96875, 0.96875, 0.0625, 0.0625]],
+            [0, 1],
+        ),  # clipped to the input  # fmt: skip
+        ([], np.zeros((0, 4)), []),  # only padding: no rows at all
+    ],
+)
+def test_dfine_targets_hold_the_real_rows_only(rows, boxes, labels) -> None:
+    y = dfine_targets(_padded(rows), 64)
+    assert y["boxes"].shape == (1, len(labels), 4) and y["labels"].shape == (1, len(labels))
+    np.testing.assert_allclose(y["boxes"][0], np.asarray(boxes, np.float32).reshape(-1, 4))
+    assert y["labels"][0].tolist() == labels
+
+
+def test_keras_hub_learns_a_padded_row_as_an_object_and_edges_targets_have_none() -> None:
+    """KerasHub 0.32's D-FINE loss changes when a padded row (class -1, box 0) is added to an
+    image's targets: it is matched like an object. The targets edge feeds for the padded edge
+    rows give exactly the loss of the real boxes alone."""
+    model = hub_presets.dfine(num_classes=3, size=64)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
+    y_pred = model(x, training=False)
+    real = {"boxes": np.array([[[0.5, 0.5, 0.25, 0.25]]], np.float32), "labels": np.array([[1]])}
+    padded = {
+        "boxes": np.array([[[0.5, 0.5, 0.25, 0.25], [0, 0, 0, 0]]], np.float32),
+        "labels": np.array([[1, -1]]),
+    }
+
+    def loss(y: dict[str, np.ndarray]) -> float:
+        return float(keras.ops.convert_to_numpy(model.compute_loss(x, y, y_pred, None)))
+
+    assert abs(loss(padded) - loss(real)) > 1e-3  # the padded row counts for KerasHub
+    ours = dfine_targets(_padded([[1, 24, 24, 40, 40]]), 64)  # the same box in edge's targets
+    np.testing.assert_allclose(ours["boxes"], real["boxes"])
+    assert loss(ours) == pytest.approx(loss(real), abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "data"
+    r = edge("data", "synth", "--out", str(root), "--images", "12", "--imgsz", "64")
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def coco_preset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return hub_presets.save(hub_presets.dfine(80, 64), tmp_path_factory.mktemp("p") / "dfine")
+
+
+@pytest.fixture(scope="module")
+def short_run(synth: Path, coco_preset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    r = edge("train", "--data", str(synth), "--out", str(out), "--init", str(coco_preset),
+             "--imgsz", "64", "--epochs", "1", "--batch", "2", "--backend", "tensorflow")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_a_run_writes_checkpoints_that_export_and_eval_take(short_run: Path, synth: Path) -> None:
+    assert {"best.keras", "last.keras", "results.csv", "names.json"} <= {
+        p.name for p in short_run.iterdir()
+    }
+    names = json.loads((short_run / "names.json").read_text())
+    assert len(names) == 4  # the synthetic set's classes: a new head, not COCO's 80
+    onnx_path = short_run / "best.onnx"
+    r = edge("export", str(short_run / "best.keras"), "-o", str(onnx_path), "--calib-images", "2",
+             "--runs", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    assert json.loads(meta["names"]) == names and meta["output_format"] == "rtdetr"
+    assert meta["edge.dataset"] == str(synth.resolve())  # the run's provenance
+    tables = []
+    for model in (short_run / "best.keras", onnx_path):
+        r = edge("eval", "--model", str(model), "--data", str(synth))
+        assert r.returncode == 0, r.stderr
+        tables.append(
+            [line for line in r.stdout.splitlines() if line.split()[0] in names + ["all"]]
+        )
+    assert len(tables[0]) == 5 and tables[0] == tables[1]  # the .keras and its export agree
+
+
+def test_batch_norms_without_statistics_are_set_from_images_then_frozen(tmp_path: Path) -> None:
+    """A preset built from config (random weights) has batch norms at mean 0, variance 1: frozen
+    like that its features did not depend on the image. They get the statistics of training
+    images; norms that have statistics keep them."""
+    from edge.data.batches import TrainBatches
+    from edge.data.dataset import Sample
+    from edge.training.hub_train import _freeze_batch_norms
+
+    model = hub_presets.dfine(num_classes=3, size=64)
+    norms = [n for n in model._flatten_layers() if isinstance(n, keras.layers.BatchNormalization)]
+    trained = norms[0]
+    trained.moving_mean.assign(np.full(trained.moving_mean.shape, 0.5, np.float32))
+    import cv2
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(2):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), rng.integers(0, 255, (64, 64, 3), np.uint8))
+        box = np.array([[8.0, 8.0, 40.0, 40.0]], np.float32)
+        samples.append(Sample(path, 64, 64, box, np.array([0], np.int64)))
+    batches = TrainBatches(samples, 64, 1, seed=0)
+    _freeze_batch_norms(keras, model, batches, np.float32(1 / 255), np.float32(0.0))
+    assert all(not n.trainable for n in norms)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(trained.moving_mean), 0.5)
+    later = norms[1:]
+    assert all(np.any(keras.ops.convert_to_numpy(n.moving_mean) != 0) for n in later)
