@@ -22,9 +22,30 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
+# A host thread printing 300 numbered lines (t) while the program goes on; `PRINTER` in a
+# program passed to `_python` stands for it.
+PRINTER = """
+import threading, time
+
+def printer():
+    started.set()
+    for i in range(300):
+        print(f"line {i}", flush=True)
+        time.sleep(0.002)
+
+started = threading.Event()
+t = threading.Thread(target=printer)
+t.start()
+started.wait()
+"""
+
+
 def _python(code: str) -> subprocess.CompletedProcess[str]:
+    code = textwrap.dedent(code)
+    if "PRINTER\n" in code:
+        code = code.replace("PRINTER\n", PRINTER.lstrip("\n"))
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         env=ENV,
@@ -36,21 +57,9 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 def test_a_thread_printing_while_detectors_load_loses_no_line():
     r = _python(
         """
-        import threading, time
         import edge
 
-        N = 300
-        started = threading.Event()
-
-        def printer():
-            started.set()
-            for i in range(N):
-                print(f"line {i}", flush=True)
-                time.sleep(0.002)
-
-        t = threading.Thread(target=printer)
-        t.start()
-        started.wait()
+        PRINTER
         loads = 0
         while t.is_alive() or loads < 3:  # loading the whole time the thread prints
             edge.Detector(device="auto").close()
@@ -147,26 +156,14 @@ def test_a_thread_printing_while_metrics_are_computed_loses_no_line():
     """pycocotools prints progress; muting it must not swallow the host's other threads."""
     r = _python(
         """
-        import threading, time
         import numpy as np
         from edge.evaluation.metrics import coco_metrics
         from edge.types import Detections
 
-        N = 300
-        started = threading.Event()
-
-        def printer():
-            started.set()
-            for i in range(N):
-                print(f"line {i}", flush=True)
-                time.sleep(0.002)
-
         box = np.array([[10.0, 10.0, 50.0, 60.0]], np.float32)
         truth = Detections(box, np.array([0.9], np.float32), np.array([0]))
         guess = Detections(box + 2, np.array([0.8], np.float32), np.array([0]))
-        t = threading.Thread(target=printer)
-        t.start()
-        started.wait()
+        PRINTER
         runs = 0
         while t.is_alive() or runs < 3:
             result = coco_metrics([guess] * 20, [truth] * 20, ["a"])
