@@ -99,10 +99,7 @@ def export_model(
     source = convert.check_keras_file(model)
     targets = output_paths(_check_output(Path(output)), options.precisions)
     # Every variant's file is checked before any work and they appear together, or none does.
-    own = group is None
-    if group is None:
-        inputs = [source, options.calib_data]
-        group = OutputGroup([(FLAG, t) for t in targets], inputs, parents=(FLAG,))
+    group, own = _group(group, targets, [source, options.calib_data])
     image_source = images.open_source(options.calib_data)  # bad data fails before TF loads
     trt_state = _check_tensorrt(options)
     if hub_preset.is_hub_archive(convert.archive_config(source)):  # edge train --init PRESET
@@ -132,10 +129,7 @@ def export_preset(
     options = options or ExportOptions()
     found = hub_preset.check_preset(preset)
     targets = output_paths(_check_output(Path(output)), options.precisions)
-    own = group is None
-    if group is None:
-        inputs = [found.folder, options.calib_data]
-        group = OutputGroup([(FLAG, t) for t in targets], inputs, parents=(FLAG,))
+    group, own = _group(group, targets, [found.folder, options.calib_data])
     image_source = images.open_source(options.calib_data)
     trt_state = _check_tensorrt(options)
     loaded = hub_preset.load_preset(found, options.imgsz)
@@ -144,6 +138,16 @@ def export_preset(
         loaded, Path(found.name), targets, image_source, trt_state, options, provenance, started,
         group, own,
     )  # fmt: skip
+
+
+def _group(
+    group: OutputGroup | None, targets: list[Path], inputs: list[Path | None]
+) -> tuple[OutputGroup, bool]:
+    """The caller's group, or one of our own for the variants' files (checked now, before any
+    work); True when it is ours to commit."""
+    if group is not None:
+        return group, False
+    return OutputGroup([(FLAG, t) for t in targets], inputs, parents=(FLAG,)), True
 
 
 def _export(
