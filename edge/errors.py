@@ -96,15 +96,22 @@ def read_bounded(
     """The bytes of `path`, a regular file of at most `limit` bytes; `error` for anything else.
 
     Checked before opening (opening a FIFO blocks until a writer comes) and again on the open
-    file, which never reads more than `limit` + 1 bytes, whatever its size said. OSError (a
-    missing or unreadable file) is left to the caller, which knows what to call it.
+    file, which never reads more than `limit` + 1 bytes, whatever its size said. A file that
+    cannot be read (permissions, an I/O error) is `error` too ("WHAT: cannot read it (...)");
+    only a missing file raises FileNotFoundError, as `open` does: what a missing file means is
+    the caller's to say.
     """
     what = what or str(path)
     _refuse(what, os.stat(path), limit, error)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb") as f:
-        _refuse(what, os.fstat(fd), limit, error)  # swapped for a FIFO since the stat?
-        data = f.read(limit + 1)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            _refuse(what, os.fstat(fd), limit, error)  # swapped for a FIFO since the stat?
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise error(f"{what}: cannot read it ({exc.strerror or exc})") from None
     if len(data) > limit:
         raise error(
             f"{what}: more than the {_size(limit)} such a file may be: is it the right file?"
@@ -118,5 +125,13 @@ def read_text_bounded(
     what: str | None = None,
     error: type[Exception] = EdgeError,
 ) -> str:
-    """`read_bounded` decoded as UTF-8 (UnicodeDecodeError is the caller's, as with read_text)."""
-    return read_bounded(path, limit, what, error).decode("utf-8")
+    """`read_bounded` decoded as UTF-8; text that is not UTF-8 is `error` ("WHAT: not UTF-8
+    text (byte N) ..."), the same line for every text file edge reads."""
+    what = what or str(path)
+    data = read_bounded(path, limit, what, error)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{what}: not UTF-8 text (byte {exc.start}): is it the right file? Save it as UTF-8"
+        ) from None

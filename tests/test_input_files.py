@@ -109,7 +109,12 @@ BAD = {
     "device": "is a device, not a regular file",
     "folder": "is a folder, not a regular file",
     "too large": "more than the",
+    "not UTF-8": "not UTF-8 text (byte 3)",
+    "unreadable": "cannot read it (Input/output error)",
 }
+# Read as text (VOC XML is bytes: its parser reads the encoding the file declares); every file
+# with a limit is read by edge (a model is only stat'ed: ONNX Runtime or Keras reads it).
+BINARY = {"VOC XML"}
 # A folder of those names is a dataset (or a folder of images); a model's limit (16 GB) is not a
 # test file.
 FOLDERS_THAT_ARE_DATA = {"COCO JSON", "YOLO image list", "--source image"}
@@ -118,7 +123,8 @@ CASES = [
     for reader, (_, _, _, limit) in READERS.items()
     for bad in BAD
     if not (bad == "folder" and reader in FOLDERS_THAT_ARE_DATA)
-    and not (bad == "too large" and not limit)
+    and not (bad in ("too large", "unreadable") and not limit)
+    and not (bad == "not UTF-8" and (not limit or reader in BINARY))
 ]
 
 
@@ -132,6 +138,12 @@ def _make_bad(path: Path, bad: str, limit: int | None) -> None:
         os.symlink("/dev/zero", path)  # endless bytes: read whole, it fills memory
     elif bad == "folder":
         path.mkdir()
+    elif bad == "not UTF-8":
+        path.write_bytes(b"a: \xff\xfe\n")  # Latin-1 or UTF-16 saved where UTF-8 is read
+    elif bad == "unreadable":
+        # a regular file whose read fails (EIO), whoever runs the test: root reads past any
+        # permission bits. /proc/self is the reader itself, whose address 0 is not mapped.
+        os.symlink("/proc/self/mem", path)
     else:
         with open(path, "wb") as f:  # sparse: its size says too large, no disk is spent
             f.truncate(limit + 1)

@@ -99,8 +99,8 @@ BAD_TELEMETRY = [
     (".csv", lambda t: t.splitlines()[0] + "\n", "t.csv: no frame records"),
     (".csv", lambda t: t.replace(t.splitlines()[3], "1,2", 1), "t.csv:4: not edge telemetry"),
     (".jsonl", lambda t: "[1, 2]\n", "t.jsonl:1: not edge telemetry"),
-    (".csv", lambda t: bytes(range(256)) * 4, "t.csv: not edge telemetry (not UTF-8"),
-    (".jsonl", lambda t: bytes(range(256)) * 4, "t.jsonl: not edge telemetry (not UTF-8"),
+    (".csv", lambda t: bytes(range(256)) * 4, "t.csv: not UTF-8 text (byte 128)"),
+    (".jsonl", lambda t: bytes(range(256)) * 4, "t.jsonl: not UTF-8 text (byte 128)"),
     (".csv", lambda t: t[:-12], None),  # what a run killed mid-write leaves
     (".jsonl", lambda t: t[:-12], None),
 ]

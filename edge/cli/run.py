@@ -59,15 +59,8 @@ def _source_specs(args: argparse.Namespace) -> list[str]:
     if args.sources is not None:
         if not args.sources.exists():
             raise ValueError(f"--sources {args.sources}: no such file")
-        try:
-            what = f"--sources {args.sources}"
-            lines = read_text_bounded(args.sources, CONFIG_BYTES, what).splitlines()
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"--sources {args.sources}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from None
-        except OSError as exc:
-            raise ValueError(f"--sources {args.sources}: cannot read it ({exc.strerror})") from None
+        what = f"--sources {args.sources}"
+        lines = read_text_bounded(args.sources, CONFIG_BYTES, what).splitlines()
         specs += [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
         if not specs:
             raise ValueError(f"--sources {args.sources}: no sources in the file")

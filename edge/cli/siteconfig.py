@@ -154,10 +154,8 @@ def _compose(path: Path) -> object:
 
     try:
         text = read_text_bounded(path, CONFIG_BYTES, f"--config {path}", ConfigError)
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"--config {path}: not a text file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: cannot read it (no such file)") from None
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:

@@ -112,7 +112,7 @@ def _assign_splits(folder: Path, paths: list[Path]) -> list[tuple[Path, str | No
 def _load(path: Path, split: str | None) -> _File:
     try:
         data = json.loads(read_text_bounded(path, LARGE_BYTES, str(path), DataError))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (FileNotFoundError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: cannot read JSON ({exc})") from None
     keys = ("images", "annotations", "categories")
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in keys):

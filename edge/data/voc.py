@@ -149,8 +149,8 @@ def _load_xml(xml_path: Path) -> Element:
         raise DataError(f"{xml_path}: malformed XML ({exc})") from None
     except DefusedXmlException as exc:
         raise DataError(f"{xml_path}: unsafe XML refused ({type(exc).__name__})") from None
-    except OSError as exc:
-        raise DataError(f"{xml_path}: unreadable ({exc.strerror})") from None
+    except FileNotFoundError:
+        raise DataError(f"{xml_path}: no such file (removed while the set was read?)") from None
 
 
 def _image_path(filename: str | None, xml_path: Path, root: Path, image_dir: Path) -> Path:

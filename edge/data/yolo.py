@@ -100,7 +100,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         raise DataError("reading data.yaml needs PyYAML: pip install 'edge[train]'") from None
     try:
         config = yaml.safe_load(read_text_bounded(path, ANNOTATION_BYTES, str(path), DataError))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         raise DataError(f"{path}: cannot read YAML ({detail})") from None
     if not isinstance(config, dict):
@@ -159,10 +159,7 @@ def _resolve_entry(text: str, root: Path, base: Path, where: str) -> Path:
 
 def _images_listed_in(list_file: Path, root: Path) -> list[Path]:
     images = []
-    try:
-        text = read_text_bounded(list_file, LIST_BYTES, str(list_file), DataError)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{list_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_text_bounded(list_file, LIST_BYTES, str(list_file), DataError)
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             images.append(
@@ -193,12 +190,8 @@ def _names_from_file(folder: Path) -> tuple[str, ...] | None:
     for d in (folder, folder / "labels"):
         for name in NAMES_FILES:
             if (d / name).exists():
-                try:
-                    text = read_text_bounded(d / name, CONFIG_BYTES, str(d / name), DataError)
-                    lines = text.splitlines()
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"{d / name}: not UTF-8 text ({exc.reason})") from None
-                return tuple(line.strip() for line in lines if line.strip())
+                text = read_text_bounded(d / name, CONFIG_BYTES, str(d / name), DataError)
+                return tuple(line.strip() for line in text.splitlines() if line.strip())
     return None
 
 
@@ -226,10 +219,7 @@ def _read_labels(
     boxes: list[tuple[float, float, float, float]] = []
     ids: list[int] = []
     if path.exists():
-        try:
-            text = read_text_bounded(path, ANNOTATION_BYTES, str(path), DataError)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: unreadable label file ({exc})") from None
+        text = read_text_bounded(path, ANNOTATION_BYTES, f"label file {path}", DataError)
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue

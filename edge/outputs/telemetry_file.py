@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from edge.errors import LARGE_BYTES, read_bounded, read_text_bounded
+from edge.errors import LARGE_BYTES, read_text_bounded
 from edge.outputs import files
 from edge.runtime.observe import FrameResult, Observer
 from edge.runtime.timing import FrameRecord
@@ -178,14 +178,7 @@ def read_records(
     p = Path(path)
     if not p.exists():
         raise ValueError(f"telemetry file {p}: no such file")
-    try:
-        text = read_bounded(p, LARGE_BYTES, f"telemetry file {p}", ValueError).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"telemetry file {p}: not edge telemetry (not UTF-8 text at byte {exc.start})"
-        ) from None
-    except OSError as exc:
-        raise ValueError(f"telemetry file {p}: cannot read it ({exc.strerror})") from None
+    text = read_text_bounded(p, LARGE_BYTES, f"telemetry file {p}", ValueError)
     lines = [line + "\n" for line in text.split("\n")]
     if lines.pop() != "\n":  # text after the last line end
         log.warning(

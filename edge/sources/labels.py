@@ -81,7 +81,7 @@ def read_truth(label: Path, width: int, height: int) -> Detections | None:
     """Ground truth from a YOLO label file; bad lines are skipped with a warning; None if unreadable."""
     try:
         text = read_text_bounded(label, ANNOTATION_BYTES, str(label))
-    except (OSError, UnicodeDecodeError):
+    except OSError:  # gone since it was listed
         log.warning("%s: unreadable label file ignored", label)
         return None
     except EdgeError as exc:
