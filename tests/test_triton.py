@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -170,7 +171,49 @@ def test_a_server_gone_for_good_ends_the_run_with_exit_3(repo: Path, tmp_path: P
     assert rows and all("detections" in r for r in rows)
 
 
-@pytest.mark.parametrize("text", ["triton://h:\u00b2/m", "triton://h:1/m/\u00b2"])
+def test_a_server_that_keeps_dropping_is_given_up_with_exit_3(repo: Path, tmp_path: Path) -> None:
+    """Each outage has its own reconnect budget, so a server that comes back and drops again
+    would be retried for ever: lost more than Drops.MOST times in the window, it is given up
+    (exit 3), as a live source that keeps dropping is."""
+    from edge.sources import Drops
+
+    with triton_server.TritonServer(repo) as s:
+        cmd = [sys.executable, "-m", "edge", "run", "--max-frames", "1000000", "--no-show",
+               "--device", url(s), "--jsonl", "-", "--reconnect", "30"]  # fmt: skip
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert p.stdout is not None and p.stderr is not None
+        rows: list[str] = []
+
+        def drain() -> None:
+            for row in p.stdout:  # type: ignore[union-attr]
+                rows.append(row)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        guard = threading.Timer(600, p.kill)  # a hang guard, not a speed limit
+        guard.start()
+        while p.poll() is None and not rows:
+            time.sleep(0.2)  # until the first frames are out: the run is under way
+        s.kill()
+        s.start()
+        drops = 1
+        for line in p.stderr:  # each time frames flow again, pull the plug again
+            if "reconnected after" in line:
+                s.kill()
+                drops += 1
+                if drops > Drops.MOST:
+                    break
+                s.start()
+        err = p.stderr.read()
+        p.wait()
+        guard.cancel()
+        reader.join(timeout=60)
+    assert drops == Drops.MOST + 1
+    assert p.returncode == 3, err
+    assert f"keeps dropping (lost {Drops.MOST + 1} times in" in err and "Traceback" not in err
+    assert rows and all("detections" in json.loads(r) for r in rows)
+
+
 def test_a_port_or_version_that_is_not_ascii_digits_is_refused_by_name(text: str) -> None:
     from edge.runtime.remote_address import TritonAddress
 

@@ -32,7 +32,7 @@ from edge.runtime.gate import check_model
 from edge.runtime.remote_address import SCHEME, RemoteOptions, TritonAddress
 from edge.runtime.server_stats import ServerStats
 from edge.runtime.session import Call, SessionOptions, input_size
-from edge.sources import SourceEvent
+from edge.sources import Drops, SourceEvent
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class RemoteSession:
         self.fell_back = False
         self.events: list[SourceEvent] = []
         self._last_ok = time.perf_counter_ns()
+        self._drops = Drops()  # a server that keeps dropping is lost, as a live source is
         self.shm: Any = None
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
@@ -279,6 +280,14 @@ class RemoteSession:
         lost_at, since = time.perf_counter_ns(), self._last_ok
         name = f"server {self.address}"
         self.events.append(SourceEvent("lost", lost_at, why, since_ns=since))
+        if self._drops.lost(lost_at):
+            dropping = self._drops.describe(lost_at)
+            self.events.append(SourceEvent("gave_up", lost_at, f"keeps dropping ({dropping})",
+                                           since, 0, None))  # fmt: skip
+            log.error("%s: keeps dropping (%s); given up", name, dropping)
+            raise ServerLost(
+                f"{name}: keeps dropping ({dropping}); check the server's log and its host"
+            )
         log.warning("%s: lost (%s); reconnecting (up to %d attempts)", name, why, r.attempts)
         wait = r.backoff[0]
         for attempt in range(1, r.attempts + 1):

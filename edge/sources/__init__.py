@@ -1,6 +1,7 @@
 """Frame sources: camera, video file, stream URL, images and the synthetic scene.
 
-    base.py     Source, SourceOptions, SourceStats/SourceEvent, SequentialSource (in order, no thread)
+    base.py     Source, SourceOptions, SourceStats/SourceEvent, SequentialSource (in order, no thread),
+                Drops (a connection that keeps dropping)
     latest.py   LatestFrameSource: a capture thread keeping the newest frame; pacing, reconnects
     capture.py  OpenCV capture: video files, cameras, stream URLs
     images.py   images, folders and globs, with YOLO ground truth (edge.sources.labels)
@@ -11,6 +12,7 @@ A new kind of source is a function returning a `Source` (usually a `SequentialSo
 """
 
 from edge.sources.base import (
+    Drops,
     Reader,
     SequentialSource,
     Source,
@@ -23,6 +25,7 @@ from edge.sources.latest import LatestFrameSource
 from edge.sources.open import open_source
 
 __all__ = [
+    "Drops",
     "LatestFrameSource",
     "Reader",
     "SequentialSource",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -59,6 +60,33 @@ class SourceEvent:
     since_ns: int | None = None  # outage start: the last frame read before it was lost
     attempts: int = 0  # reconnect attempts made in this outage
     frames_lost: int | None = None  # estimate: outage length x the read rate before it
+
+
+class Drops:
+    """When a connection (a live source, a model server) was lost, over the last `window_s`.
+
+    Each outage has its own reconnect budget, so a peer that comes back and drops again would be
+    retried for ever: one lost more than `most` times in the window keeps dropping, and is given
+    up as lost. Not thread-safe: the one thread that reconnects records the losses.
+    """
+
+    MOST = 5
+    WINDOW_S = 300.0
+
+    def __init__(self, most: int = MOST, window_s: float = WINDOW_S) -> None:
+        self.most, self.window_ns = most, int(window_s * 1e9)
+        self._at: deque[int] = deque()
+
+    def lost(self, now_ns: int) -> bool:
+        """Record a loss at `now_ns`; whether the connection now keeps dropping."""
+        self._at.append(now_ns)
+        while self._at[0] < now_ns - self.window_ns:
+            self._at.popleft()
+        return len(self._at) > self.most
+
+    def describe(self, now_ns: int) -> str:
+        """ "lost N times in S s", the losses in the window."""
+        return f"lost {len(self._at)} times in {(now_ns - self._at[0]) / 1e9:.0f} s"
 
 
 @dataclass

@@ -57,17 +57,27 @@ def image_source(paths: list[Path], name: str) -> Source:
     return src
 
 
-def read_image(path: Path) -> np.ndarray | None:
-    """cv2.imread, but None for a JPEG cut short, which libjpeg would decode padded with grey,
-    and for anything but a regular file (a FIFO blocks the read, /dev/zero never ends)."""
-    if not path.is_file():
+def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """cv2.imread, but None for a JPEG cut short (`cut_short`) and for anything but a regular
+    file (a FIFO blocks the read, /dev/zero never ends). Every image edge decodes comes here."""
+    path = Path(path)
+    if not path.is_file() or cut_short(path):
         return None
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(max(path.stat().st_size - 64, 0))
-                if b"\xff\xd9" not in fh.read():  # no end-of-image marker near the end
-                    return None
-        except OSError:
-            return None
-    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return cv2.imread(str(path), flags)
+
+
+CUT_SHORT = "a JPEG cut short (no end-of-image marker): copy or save it again"
+
+
+def cut_short(path: Path) -> bool:
+    """Whether `path` is a JPEG without its end-of-image marker (a copy or download that
+    stopped). libjpeg would decode it padded with grey, printing "Premature end of JPEG file" on
+    the process's stderr, past any logging; an unreadable file counts as cut short."""
+    if path.suffix.lower() not in (".jpg", ".jpeg"):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(path.stat().st_size - 64, 0))
+            return b"\xff\xd9" not in fh.read()  # no end-of-image marker near the end
+    except OSError:
+        return True

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.errors import SourceError
-from edge.sources.base import Reader, Source, SourceEvent, SourceOptions, Stalled
+from edge.sources.base import Drops, Reader, Source, SourceEvent, SourceOptions, Stalled
 from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,7 @@ CLOSE_WAIT_S = 7.0
 STABLE_FRAMES = 30
 STABLE_S = 10.0
 # More drops than this within the window and the source keeps dropping: it is given up as lost.
-MAX_DROPS = 5
-DROP_WINDOW_S = 300.0
+MAX_DROPS = Drops.MOST
 
 
 @dataclass
@@ -49,7 +48,7 @@ class LatestFrameSource(Source):
     frames) makes a file behave like a live source. When a read fails on a live source the device is
     reopened with exponential backoff, up to `reconnect_attempts` times per outage; an outage ends
     when the source has recovered (STABLE_FRAMES, STABLE_S), and a source that drops more than
-    MAX_DROPS times in DROP_WINDOW_S is lost for good.
+    more than MAX_DROPS times in Drops.WINDOW_S is lost for good.
     """
 
     live = True
@@ -76,7 +75,7 @@ class LatestFrameSource(Source):
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._reads: deque[int] = deque(maxlen=30)  # recent read times: frames-lost estimate
-        self._drops: deque[int] = deque()  # when it was lost, within DROP_WINDOW_S
+        self._drops = Drops()
         self._outage: _Outage | None = None  # in progress until the reopened source recovers
         self._reopened = (0, 0)  # (time of the last reopen, frames read since)
         self._reader = open_reader()  # fails here, in the caller, if the device cannot be opened
@@ -122,9 +121,7 @@ class LatestFrameSource(Source):
         first, longest = self.options.reconnect_backoff
         attempts = self.options.reconnect_attempts
         now = time.perf_counter_ns()
-        self._drops.append(now)
-        while self._drops[0] < now - DROP_WINDOW_S * 1e9:
-            self._drops.popleft()
+        dropping = self._drops.lost(now)
         at, frames = self._reopened
         outage = self._outage
         if outage is not None and (frames >= STABLE_FRAMES or now - at >= STABLE_S * 1e9):
@@ -134,13 +131,10 @@ class LatestFrameSource(Source):
             outage = self._outage = _Outage(since, wait=first)
             self.stats.events.append(SourceEvent("lost", now, self.name, since_ns=since))
             log.warning("%s: lost; reconnecting (up to %d attempts)", self.name, attempts)
-        if len(self._drops) > MAX_DROPS:
-            span = (now - self._drops[0]) / 1e9
-            log.error(
-                "%s: keeps dropping (lost %d times in %.0f s); given up as lost",
-                *(self.name, len(self._drops), span),
-            )
-            return self._give_up(now, outage, f"keeps dropping ({len(self._drops)} times)")
+        if dropping:
+            log.error("%s: keeps dropping (%s); given up as lost", self.name,
+                      self._drops.describe(now))  # fmt: skip
+            return self._give_up(now, outage, f"keeps dropping ({MAX_DROPS + 1} times)")
         while outage.used < attempts:
             if self._stop.wait(outage.wait):
                 return False
