@@ -208,3 +208,39 @@ def test_a_regular_file_reads_whole_and_its_size_is_known_without_reading(tmp_pa
         read_bounded(path, 7, "--flag a.json", ValueError)
     with pytest.raises(FileNotFoundError):
         read_bounded(tmp_path / "missing", 100)
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        ("eval --model tiny.onnx --data yolo --split train", "cannot read image"),
+        ("export {bundled} --output out.onnx --calib-data yolo", "--calib-data: cannot read image"),
+        ("train --data yolo --out run --model tiny --epochs 1 --imgsz 32", "cannot read image"),
+    ],
+    ids=["eval", "export calibration", "train"],
+)
+def test_a_jpeg_cut_short_is_named_and_libjpeg_prints_nothing(tmp_path, tiny_model, command, what):
+    """A JPEG whose copy stopped: libjpeg would decode it padded with grey and print "Premature
+    end of JPEG file" on stderr, past any logging. Every image edge decodes goes through one
+    reader (edge.sources.images.read_image) that names the file instead."""
+    write_yolo(tmp_path / "yolo", ONE)
+    image = tmp_path / "yolo" / "images" / "a.jpg"
+    import cv2
+    import numpy as np
+
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)
+    data = cv2.imencode(".jpg", noise)[1].tobytes()
+    image.write_bytes(data[: len(data) * 2 // 3])  # the header whole, the scan cut
+    command = command.format(bundled=REPO / "models" / "default.keras")
+    r = subprocess.run(
+        [sys.executable, "-m", "edge", *command.split()],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "DISPLAY": ""},
+        timeout=600,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "Premature end" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert what in last and "a.jpg" in last and "cut short" in last, r.stderr

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.data.common import read_image
 from edge.data.dataset import Sample
 from edge.errors import DataError
 
@@ -215,9 +216,7 @@ def load_resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
     """
     long_side = max(sample.width, sample.height)
     factor = next((f for f in (8, 4, 2) if long_side / f >= size), 1)
-    image = cv2.imread(str(sample.image_path), _REDUCED[factor])
-    if image is None:
-        raise DataError(f"cannot read image {sample.image_path}")
+    image = read_image(sample.image_path, _REDUCED[factor])
     h, w = image.shape[:2]
     ratio = size / max(h, w)
     if ratio != 1.0:

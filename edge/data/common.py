@@ -13,8 +13,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError, check_regular
+from edge.sources import images as sources_images
 
 # The one suffix list and image listing, re-exported for the format readers.
 from edge.sources.labels import IMAGE_SUFFIXES as IMAGE_SUFFIXES
@@ -102,12 +106,18 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def _decoded_size(path: Path) -> tuple[int, int]:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: unreadable image")
+    image = read_image(path)
     return image.shape[1], image.shape[0]
+
+
+def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """A BGR image from disk (`cv2.imread` `flags`), as the runtime reads one
+    (`edge.sources.images.read_image`); DataError naming the file if it cannot be read."""
+    image = sources_images.read_image(Path(path), flags)
+    if image is None:
+        why = sources_images.CUT_SHORT if sources_images.cut_short(Path(path)) else "unreadable"
+        raise DataError(f"cannot read image {path}: {why}")
+    return image
 
 
 # No image a reader here decodes is larger a side (JPEG's limit); a larger declared size is a typo,

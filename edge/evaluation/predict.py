@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from edge.errors import DataError, ModelError, check_regular
+from edge.data.common import read_image
+from edge.errors import ModelError, check_regular
 from edge.runtime.contract import RTDETR, XYXY_SCORES, ModelContract
 from edge.runtime.postprocess import PostprocessOptions, postprocess
 from edge.runtime.preprocess import prepare
@@ -238,11 +238,3 @@ def predict_samples(predict: Predictor, samples: Sequence[Any]) -> list[Detectio
         if (i + 1) % 200 == 0:
             log.info("evaluated %d/%d images", i + 1, len(samples))
     return out
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """A BGR image from disk; DataError if it cannot be read."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"cannot read image {path}")
-    return image

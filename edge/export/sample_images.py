@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from edge.data.common import read_image
 from edge.data.dataset import Dataset, Sample
 from edge.errors import DataError
 from edge.runtime.contract import ModelContract
@@ -141,7 +141,7 @@ def _spread(total: int, count: int) -> list[int]:
 
 
 def _read(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"--calib-data: cannot read image {path}")
-    return image
+    try:
+        return read_image(path)
+    except DataError as exc:
+        raise DataError(f"--calib-data: {exc}") from None
