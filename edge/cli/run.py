@@ -29,6 +29,7 @@ from edge.cli.argtypes import (
 )
 from edge.cli.run_outputs import check_run_outputs, open_outputs, per_stream, report_written
 from edge.errors import CONFIG_BYTES, EdgeError, ModelError, read_text_bounded
+from edge.runtime.abort import FinishingStack, abort
 from edge.runtime.bundled import bundled_model
 from edge.runtime.providers import DEVICES
 
@@ -325,7 +326,7 @@ def main(args: argparse.Namespace) -> int:
                 "TensorRT builds an engine on first use; this can take minutes (cached with --trt-cache)"
             )
     warm = session.warm_up(imgsz)
-    with contextlib.ExitStack() as stack:
+    with FinishingStack() as stack:  # an abort waits for the outputs to close
         stack.callback(session.close)
         sources = _open_sources(specs, src_opts, stack)
         ids = stream_ids([s.name for s in sources])
@@ -451,7 +452,8 @@ def _install_stop(stop: threading.Event) -> None:
 
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set():
-            raise KeyboardInterrupt
+            abort()  # KeyboardInterrupt, once the files being finished are whole
+            return
         stop.set()
         log.info("stopping (%s); again to abort", signal.Signals(signum).name)
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.runtime.abort import finishing
 
 STDOUT = "-"  # an output flag that streams (--jsonl) may name stdout
 
@@ -277,11 +278,12 @@ def commit(tmp: Path, path: Path | str, flag: str, check: Check | None = None) -
     OutputError names `flag` and `path`; nothing appears under `path`."""
     path = Path(path)
     try:
-        fsync_file(tmp)
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
-        fsync_folder(path.parent)
+        with finishing():
+            fsync_file(tmp)
+            if check is not None:
+                check(tmp)
+            os.replace(tmp, path)
+            fsync_folder(path.parent)
     except OSError as exc:
         discard(tmp)
         raise os_error(flag, path, exc) from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.outputs import files
+from edge.runtime.abort import finishing
 
 
 class OutputGroup:
@@ -121,8 +122,9 @@ class OutputGroup:
         """Check every staged file, then rename them all into place (or none); returns the paths.
         On failure every temporary is removed, as by `discard`."""
         try:
-            self._check_all()
-            trash = self._rename_all()
+            with finishing():  # an abort (a second Ctrl-C) waits for the renames
+                self._check_all()
+                trash = self._rename_all()
         except BaseException:
             self.discard()
             raise

@@ -22,6 +22,7 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.outputs import files
 from edge.outputs.group import OutputGroup
+from edge.runtime.abort import finishing
 from edge.runtime.observe import FrameResult, Observer
 from edge.types import Detections, Frame
 
@@ -158,13 +159,14 @@ class VideoFile(Sink):
         """Finish the video; it is renamed into place only if every frame reads back."""
         if self._writer is None:
             return
-        self._writer.release()
-        self._writer = None
-        tmp, self._tmp = self._tmp, None
-        if self.group is not None:
-            self.group.adopt(tmp, self.path, "--save", files.video_check(self.frames))
-        else:
-            files.commit(tmp, self.path, "--save", files.video_check(self.frames))
+        with finishing():  # an abort (a second Ctrl-C) waits for the index to be written
+            self._writer.release()
+            self._writer = None
+            tmp, self._tmp = self._tmp, None
+            if self.group is not None:
+                self.group.adopt(tmp, self.path, "--save", files.video_check(self.frames))
+            else:
+                files.commit(tmp, self.path, "--save", files.video_check(self.frames))
 
     def discard(self) -> None:
         if self._writer is not None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.errors import ServerLost
+from edge.runtime.abort import finishing
 from edge.runtime.accuracy import LiveScore
 from edge.runtime.annotate import draw
 from edge.runtime.feed import InlineFeed, Prepared, StreamReader, ThreadedFeed
@@ -43,6 +44,7 @@ from edge.runtime.stream_state import (
 )
 from edge.runtime.timing import FrameRecord, FrameTiming
 from edge.runtime.tracking import IdentityScore, Tracker, TrackerOptions
+from edge.runtime.workers import Workers
 from edge.sources import Source
 
 log = logging.getLogger(__name__)
@@ -92,30 +94,6 @@ class _Inferred:
     call: Call  # the inference call this frame was in: outputs, start, end, network part
     batch_index: int = 0  # this frame's row in batched outputs
     batch: int = 1
-
-
-@dataclass
-class _Workers:
-    """Threads whose exceptions are handed to the loop instead of being lost."""
-
-    threads: list[threading.Thread] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-
-    def spawn(self, name: str, target: object) -> threading.Thread:
-        def run() -> None:
-            try:
-                target()  # type: ignore[operator]
-            except BaseException as exc:
-                self.errors.append(exc)
-
-        t = threading.Thread(target=run, name=name, daemon=True)
-        self.threads.append(t)
-        t.start()
-        return t
-
-    def raise_first(self) -> None:
-        if self.errors:
-            raise self.errors[0]
 
 
 class Loop:
@@ -362,7 +340,7 @@ class Loop:
         self.overlap = bool(o.overlap) or (o.overlap is None and not auto)
         readers = self._readers()
         feed: InlineFeed | ThreadedFeed = InlineFeed(readers)
-        workers = _Workers()
+        workers = Workers()
         finish_q: queue.Queue | None = None
         threads: list[threading.Thread] = []
 
@@ -421,16 +399,17 @@ class Loop:
                 elif self._late():
                     stopped_by = "duration"
         finally:
-            self._halt.set()
-            feed.halt()
-            # A finisher that died on an error leaves its queue full: a plain put() would hang.
-            while finish_q is not None and workers.threads[-1].is_alive():
-                with contextlib.suppress(queue.Full):
-                    finish_q.put(_END, timeout=0.1)
-                    break
-            for t in (*threads, *workers.threads):
-                t.join(timeout=30)
-            self._source_events()
+            with finishing():  # an abort waits: threads still writing would race the outputs
+                self._halt.set()
+                feed.halt()
+                # A finisher that died on an error leaves its queue full: a plain put() would hang.
+                while finish_q is not None and workers.threads[-1].is_alive():
+                    with contextlib.suppress(queue.Full):
+                        finish_q.put(_END, timeout=0.1)
+                        break
+                for t in (*threads, *workers.threads):
+                    t.join(timeout=30)
+                self._source_events()
         workers.raise_first()
         if isinstance(feed, ThreadedFeed) and feed.errors:
             raise feed.errors[0]
@@ -441,7 +420,7 @@ class Loop:
             self._collector, self.streams, stopped_by, self._batches, self._server_events
         )
 
-    def _put(self, q: queue.Queue, item: object, workers: _Workers) -> None:
+    def _put(self, q: queue.Queue, item: object, workers: Workers) -> None:
         while True:
             try:
                 q.put(item, timeout=0.5)

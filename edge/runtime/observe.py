@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.runtime.abort import finishing
 from edge.runtime.timing import FrameRecord, FrameTiming
 from edge.types import Detections, Frame
 
@@ -88,11 +89,13 @@ class Observer:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        # A failed run (an Exception) leaves nothing; a clean stop or Ctrl-C keeps what was written.
-        if isinstance(exc_type, type) and issubclass(exc_type, Exception):
-            self.discard()
-        else:
-            self.close()
+        # A failed run (an Exception) leaves nothing; a clean stop or Ctrl-C keeps what was written
+        # (an abort meanwhile waits for it).
+        with finishing():
+            if isinstance(exc_type, type) and issubclass(exc_type, Exception):
+                self.discard()
+            else:
+                self.close()
 
 
 class PerStream(Observer):
