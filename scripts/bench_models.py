@@ -21,7 +21,9 @@ Timing is `edge bench`'s (edge.export.benchmark: the same session options, input
 `time_calls`), on the CPU provider, one frame per call. Every round times each model at each size
 once, so a busy machine slows all of them alike; the table gives each case's best p50 over the
 rounds and its ratio to --reference. `params`: elements of the ONNX file's initializers (the
-weights, plus constants an exporter baked in such as anchors) at the smallest size. --tiny builds
+weights the inference graph uses, plus constants an exporter baked in such as anchors) at the
+smallest size: fewer than Keras's count_params where training-only or unused layers are pruned
+(D-FINE nano 3.09M of 3.79M, RetinaNet R50 27.96M of 33.89M). --tiny builds
 tiny stand-ins of the same families (tests/hub_presets.py) for a quick check of the script.
 """
 
