@@ -12,10 +12,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    from edge.runtime.session import ModelSession
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +128,7 @@ def bench_onnx(
     for path in variants(model):
         for device in (d for d in devices if d not in skipped):
             s = ModelSession(path, SessionOptions(device=device, threads=threads, warmup=0))
-            size = s.input_size(imgsz)
-            h, w = size
-            shape = (1, 3, h, w) if s.contract.layout == "NCHW" else (1, h, w, 3)
-            x = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
-            if s.contract.scale != 1.0:
-                x *= s.contract.scale
+            x, size = bench_input(s, imgsz)
             ms = time_calls(lambda s=s, x=x: s.run(x), runs, warmup)
             prec = _precision_of(path)
             results.append(
@@ -137,6 +136,20 @@ def bench_onnx(
             )
     assert size is not None
     return results, size
+
+
+def bench_input(
+    session: ModelSession, imgsz: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The frame `edge bench` times `session` on (seeded noise in the model's layout and scale)
+    and its (height, width): the model's fixed size, else `imgsz`, else its contract's."""
+    size = session.input_size(imgsz)
+    h, w = size
+    shape = (1, 3, h, w) if session.contract.layout == "NCHW" else (1, h, w, 3)
+    x = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+    if session.contract.scale != 1.0:
+        x *= session.contract.scale
+    return x, size
 
 
 def bench_remote(
