@@ -167,6 +167,7 @@ def _one_line_exit_2(r, *parts: str) -> str:
         ("empty", (), ("not a KerasHub preset folder", "save_to_preset")),
         ("backbone", (), ("a backbone without a task", "not an object detector")),
         ("dfine", ("--imgsz", "32"), ("--imgsz 32x32", "20 queries", "use --imgsz 64")),
+        ("dfine", ("--imgsz", "80"), ("--imgsz 80x80", "multiples of 32", "--imgsz 64 or 96")),
         ("no_such_preset", (), ("not a KerasHub preset name", "dfine_nano_coco")),
     ],
 )

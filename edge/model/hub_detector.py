@@ -47,14 +47,22 @@ def check_dfine_size(backbone: Any, size: tuple[int, int]) -> None:
     anchors = sum((h // s) * (w // s) for s in strides)
     queries = int(backbone.num_queries)
     step = max(strides)
-    if h % step or w % step or anchors < queries:
-        side = step
-        while sum((side // s) ** 2 for s in strides) < queries:
-            side += step
+    smallest = step
+    while sum((smallest // s) ** 2 for s in strides) < queries:
+        smallest += step
+    if h % step or w % step:
+        near = sorted(
+            {max(smallest, v // step * step) for v in (h, w)}
+            | {max(smallest, -(-max(h, w) // step) * step)}
+        )
         raise ValueError(
-            f"--imgsz {h}x{w}: D-FINE needs a multiple of {step} with at least {queries} anchors "
-            f"for its {queries} queries (strides {strides}: {anchors} anchors); use --imgsz "
-            f"{side} or more"
+            f"--imgsz {h}x{w}: D-FINE takes sides that are multiples of {step} (its largest "
+            f"stride), {smallest} or more; use e.g. --imgsz {' or '.join(map(str, near))}"
+        )
+    if anchors < queries:
+        raise ValueError(
+            f"--imgsz {h}x{w}: D-FINE needs at least {queries} anchors for its {queries} queries "
+            f"(strides {strides}: {anchors} anchors); use --imgsz {smallest} or more"
         )
 
 
