@@ -65,8 +65,11 @@ def train_dfine(dataset: Dataset, out: str | Path, options: TrainOptions) -> Any
     from edge.data.batches import TrainBatches
     from edge.export.hub_preset import NAMES_FILE, check_preset, load_detector
     from edge.model.hub_detector import DFINE, check_dfine_size, normalisation, retargeted
+    from edge.training import hub_matcher
     from edge.training.checkpoint import write_text
     from edge.training.fit import TrainResult
+
+    hub_matcher.install()  # KerasHub 0.32's matcher mismatches queries and objects (see there)
 
     out = Path(out)
     preset = check_preset(options.init or "", flag="--init")
