@@ -23,9 +23,9 @@ import hub_presets  # noqa: E402
 from edge.training.hub_train import dfine_targets  # noqa: E402
 
 
-def edge(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def edge(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,
-                          env=ENV, timeout=timeout)  # fmt: skip
+                          env=env or ENV, timeout=timeout)  # fmt: skip
 
 
 def _padded(rows: list[list[float]], max_boxes: int = 4) -> np.ndarray:
@@ -152,3 +152,55 @@ def test_batch_norms_without_statistics_are_set_from_images_then_frozen(tmp_path
     np.testing.assert_allclose(keras.ops.convert_to_numpy(trained.moving_mean), 0.5)
     later = norms[1:]
     assert all(np.any(keras.ops.convert_to_numpy(n.moving_mean) != 0) for n in later)
+
+
+@pytest.mark.parametrize(("backend", "why"), [("jax", "DataParallel"), ("tensorflow", "own image")])
+def test_hub_training_on_several_devices_is_refused_with_the_reason(backend: str, why: str) -> None:
+    from edge.errors import EdgeError
+    from edge.training.hub_train import check_hub_devices
+    from edge.training.train_options import TrainOptions
+
+    for devices in (None, 1):
+        check_hub_devices(backend, TrainOptions(devices=devices))
+    with pytest.raises(EdgeError, match=f"^--devices 2: .*{why}.*use --devices 1"):
+        check_hub_devices(backend, TrainOptions(devices=2))
+
+
+def test_edge_train_refuses_a_preset_on_two_jax_devices_before_writing(
+    synth: Path, coco_preset: Path, tmp_path: Path
+) -> None:
+    env = {**ENV, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = tmp_path / "run"
+    r = edge("train", "--data", str(synth), "--out", str(out), "--init", str(coco_preset),
+             "--imgsz", "64", "--devices", "2", "--backend", "jax", env=env)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "edge train: error: --devices 2: KerasHub D-FINE trains on one device" in r.stderr
+    assert not out.exists()
+
+
+def test_mixed_precision_for_a_preset_trains_in_fp32_on_a_cpu(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from edge.training.hub_train import hub_placement
+    from edge.training.train_options import TrainOptions
+
+    with caplog.at_level("WARNING", logger="edge.training.hub_train"):
+        placement = hub_placement(TrainOptions(precision="mixed"))
+    if placement.accelerator:
+        pytest.skip("an accelerator is visible")
+    assert "--precision mixed needs a GPU; training in fp32 on the CPU" in caplog.text
+
+
+def test_mixed_precision_for_a_preset_is_refused_on_an_accelerator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edge.errors import EdgeError
+    from edge.training import distribute
+    from edge.training.hub_train import hub_placement
+    from edge.training.train_options import TrainOptions
+
+    gpu = distribute.Placement("tensorflow", ("/device:GPU:0",), accelerator=True)
+    monkeypatch.setattr(distribute, "place", lambda devices: gpu)  # as a GPU machine places
+    assert hub_placement(TrainOptions()) is gpu  # fp32 trains there
+    with pytest.raises(EdgeError, match="^--precision mixed: .*use --precision fp32"):
+        hub_placement(TrainOptions(precision="mixed"))

@@ -69,6 +69,8 @@ def train_dfine(dataset: Dataset, out: str | Path, options: TrainOptions) -> Any
     from edge.training.fit import TrainResult
 
     out = Path(out)
+    check_hub_devices(keras.backend.backend(), options)
+    hub_placement(options)
     preset = check_preset(options.init or "", flag="--init")
     keras.utils.set_random_seed(options.seed)
     source = load_detector(preset, flag="--init")
@@ -125,6 +127,43 @@ def train_dfine(dataset: Dataset, out: str | Path, options: TrainOptions) -> Any
     return TrainResult(
         out, out / "best.keras", out / "last.keras", options.epochs, epoch_end.best, history
     )
+
+
+def check_hub_devices(backend: str, options: TrainOptions) -> None:
+    """KerasHub training runs on one device: several would each need one image with its own
+    boxes per step. JAX's DataParallel computes the loss once over the global batch (SPMD), where
+    D-FINE's loss mixes the images (see the module's docstring); TensorFlow's MirroredStrategy
+    does compute it per replica (keras/src/backend/tensorflow/trainer.py: `train_step` runs in
+    `strategy.run`), but its first-batch build averages the replicas' batches, which needs equal
+    box counts, and D-FINE's loss is not divided by the replica count: not wired yet."""
+    if options.devices in (None, 1):
+        return
+    why = (
+        "keras' DataParallel computes the loss over the whole batch, and D-FINE's loss mixes "
+        "the images of a batch"
+        if backend == "jax"
+        else "each device would need its own image and boxes per step"
+    )
+    raise EdgeError(
+        f"--devices {options.devices}: KerasHub D-FINE trains on one device ({why}); "
+        "use --devices 1 (--batch accumulates gradients instead)"
+    )
+
+
+def hub_placement(options: TrainOptions) -> Any:
+    """One device (the first accelerator, else the CPU), and the precision it trains in: fp32.
+    `--precision mixed` falls back to fp32 on a CPU, as edge's own training does; on an
+    accelerator it is refused (a float16 D-FINE is neither loaded nor tested here)."""
+    from edge.training.distribute import place
+
+    placement = place(1)
+    if options.precision == "mixed":
+        if placement.accelerator:
+            raise EdgeError(
+                "--precision mixed: KerasHub D-FINE training runs in fp32; use --precision fp32"
+            )
+        log.warning("--precision mixed needs a GPU; training in fp32 on the CPU")
+    return placement
 
 
 def _freeze_batch_norms(
