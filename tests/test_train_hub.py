@@ -1,9 +1,11 @@
 """`edge train --init PRESET` for a KerasHub D-FINE: targets in D-FINE's format without padded
-rows, checkpoints that `edge export` and `edge eval` take, and a short run that learns (slow).
+rows, checkpoints that `edge export` and `edge eval` take, a short run that learns (slow), and
+`--resume` of an interrupted run (`check_resume`, which the RetinaNet tests share).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -26,6 +28,61 @@ from edge.training.hub_train import dfine_targets  # noqa: E402
 def edge(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,
                           env=env or ENV, timeout=timeout)  # fmt: skip
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Interrupts training at the end of epoch `epoch` (after the run's own epoch end)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.stop_epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.stop_epoch:
+            raise KeyboardInterrupt
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_resume(data: Path, preset: Path, tmp_path: Path, batch: int) -> None:
+    """A 2-epoch run of `preset` interrupted after epoch 1 and resumed (with its saved options)
+    goes on at epoch 2, keeps one results.csv row per epoch (a row written after the state, as
+    a kill between the two leaves, is replaced), and ends with the weights, optimizer state and
+    losses of the same run left uninterrupted (same seed; the feed depends only on seed, epoch
+    and step; the model's random seed state is in the resume state)."""
+    from edge.data.load import load_dataset
+    from edge.training import TrainOptions, train
+    from edge.training.checkpoint import STATE_FILE, load_state
+
+    dataset = load_dataset(data)
+    options = TrainOptions(
+        data=str(data), init=str(preset), imgsz=64, epochs=2, batch=batch, workers=1, verbose=0
+    )
+    whole = train(dataset, tmp_path / "whole", options)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, out, options, callbacks=[StopAfter(0)])
+    assert load_state(out / STATE_FILE).epoch == 1
+    first = _rows(out / "results.csv")
+    assert [r["epoch"] for r in first] == ["0"]
+    with open(out / "results.csv", "a", newline="") as f:
+        f.write("1,9,9,9,9,9,9,9\r\n")  # epoch 2's row, its state never written
+    # `edge train --resume` in a new process: the dataset and options saved in OUT
+    r = edge("train", "--out", str(out), "--resume", "--epochs", "99", "--backend", "tensorflow")
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {out} at epoch 2/2" in r.stderr  # the saved options win
+    rows, ref = _rows(out / "results.csv"), _rows(tmp_path / "whole" / "results.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0] == first[0]
+    for row, want in zip(rows, ref, strict=True):
+        assert float(row["loss"]) == pytest.approx(float(want["loss"]), rel=1e-4)
+    a, b = load_state(whole.out / STATE_FILE), load_state(out / STATE_FILE)
+    assert a.epoch == b.epoch == 2 and len(a.weights) == len(b.weights)
+    for x, y in zip([*a.weights, *a.optimizer], [*b.weights, *b.optimizer], strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-6)
+    assert (out / "best.keras").is_file() and not list(out.glob(".*tmp*"))
 
 
 def _padded(rows: list[list[float]], max_boxes: int = 4) -> np.ndarray:
@@ -157,13 +214,19 @@ def test_a_run_writes_checkpoints_that_export_and_eval_take(short_run: Path, syn
     assert len(tables[0]) == 5 and tables[0] == tables[1]  # the .keras and its export agree
 
 
+def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(
+    synth: Path, coco_preset: Path, tmp_path: Path
+) -> None:
+    check_resume(synth, coco_preset, tmp_path, batch=2)
+
+
 def test_batch_norms_without_statistics_are_set_from_images_then_frozen(tmp_path: Path) -> None:
     """A preset built from config (random weights) has batch norms at mean 0, variance 1: frozen
     like that its features did not depend on the image. They get the statistics of training
     images; norms that have statistics keep them."""
     from edge.data.batches import TrainBatches
     from edge.data.dataset import Sample
-    from edge.training.hub_train import _freeze_batch_norms
+    from edge.training.hub_train import freeze_batch_norms
 
     model = hub_presets.dfine(num_classes=3, size=64)
     norms = [n for n in model._flatten_layers() if isinstance(n, keras.layers.BatchNormalization)]
@@ -179,7 +242,7 @@ def test_batch_norms_without_statistics_are_set_from_images_then_frozen(tmp_path
         box = np.array([[8.0, 8.0, 40.0, 40.0]], np.float32)
         samples.append(Sample(path, 64, 64, box, np.array([0], np.int64)))
     batches = TrainBatches(samples, 64, 1, seed=0)
-    _freeze_batch_norms(keras, model, batches, np.float32(1 / 255), np.float32(0.0))
+    freeze_batch_norms(keras, model, batches, np.float32(1 / 255), np.float32(0.0))
     assert all(not n.trainable for n in norms)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(trained.moving_mean), 0.5)
     later = norms[1:]
