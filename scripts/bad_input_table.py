@@ -381,6 +381,17 @@ CASES = (
     _case("preset", "a missing preset folder", "export --preset missing/dir -o o.onnx"),
     _case("preset", "both a model and a preset", "export model.keras --preset folder -o o.onnx"),
     _case("preset", "a preset without -o", "export --preset folder"),
+    # Issue 17 (resume): KerasHub D-FINE training runs on one device.
+    _case(
+        "preset",
+        "hub training on several JAX devices",
+        "train --data yolo-ok --init folder --devices 2 --backend jax --out hub-run",
+    ),
+    _case(
+        "preset",
+        "hub training on several TensorFlow devices",
+        "train --data yolo-ok --init folder --devices 2 --backend tensorflow --out hub-run",
+    ),
 )
 
 

@@ -1,9 +1,11 @@
 """`edge train --init PRESET` for a KerasHub D-FINE: targets in D-FINE's format without padded
-rows, checkpoints that `edge export` and `edge eval` take, and a short run that learns (slow).
+rows, checkpoints that `edge export` and `edge eval` take, a short run that learns (slow), and
+`--resume` of an interrupted run (`check_resume`, which the RetinaNet tests share).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -23,9 +25,64 @@ import hub_presets  # noqa: E402
 from edge.training.hub_train import dfine_targets  # noqa: E402
 
 
-def edge(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def edge(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,
-                          env=ENV, timeout=timeout)  # fmt: skip
+                          env=env or ENV, timeout=timeout)  # fmt: skip
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Interrupts training at the end of epoch `epoch` (after the run's own epoch end)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.stop_epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.stop_epoch:
+            raise KeyboardInterrupt
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_resume(data: Path, preset: Path, tmp_path: Path, batch: int) -> None:
+    """A 2-epoch run of `preset` interrupted after epoch 1 and resumed (with its saved options)
+    goes on at epoch 2, keeps one results.csv row per epoch (a row written after the state, as
+    a kill between the two leaves, is replaced), and ends with the weights, optimizer state and
+    losses of the same run left uninterrupted (same seed; the feed depends only on seed, epoch
+    and step; the model's random seed state is in the resume state)."""
+    from edge.data.load import load_dataset
+    from edge.training import TrainOptions, train
+    from edge.training.checkpoint import STATE_FILE, load_state
+
+    dataset = load_dataset(data)
+    options = TrainOptions(
+        data=str(data), init=str(preset), imgsz=64, epochs=2, batch=batch, workers=1, verbose=0
+    )
+    whole = train(dataset, tmp_path / "whole", options)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, out, options, callbacks=[StopAfter(0)])
+    assert load_state(out / STATE_FILE).epoch == 1
+    first = _rows(out / "results.csv")
+    assert [r["epoch"] for r in first] == ["0"]
+    with open(out / "results.csv", "a", newline="") as f:
+        f.write("1,9,9,9,9,9,9,9\r\n")  # epoch 2's row, its state never written
+    # `edge train --resume` in a new process: the dataset and options saved in OUT
+    r = edge("train", "--out", str(out), "--resume", "--epochs", "99", "--backend", "tensorflow")
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {out} at epoch 2/2" in r.stderr  # the saved options win
+    rows, ref = _rows(out / "results.csv"), _rows(tmp_path / "whole" / "results.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0] == first[0]
+    for row, want in zip(rows, ref, strict=True):
+        assert float(row["loss"]) == pytest.approx(float(want["loss"]), rel=1e-4)
+    a, b = load_state(whole.out / STATE_FILE), load_state(out / STATE_FILE)
+    assert a.epoch == b.epoch == 2 and len(a.weights) == len(b.weights)
+    for x, y in zip([*a.weights, *a.optimizer], [*b.weights, *b.optimizer], strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-6)
+    assert (out / "best.keras").is_file() and not list(out.glob(".*tmp*"))
 
 
 def _padded(rows: list[list[float]], max_boxes: int = 4) -> np.ndarray:
@@ -100,6 +157,38 @@ def short_run(synth: Path, coco_preset: Path, tmp_path_factory: pytest.TempPathF
     return out
 
 
+@pytest.fixture(scope="module")
+def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("small") / "data"
+    r = edge("data", "synth", "--out", str(root), "--images", "4", "--imgsz", "64")
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def jax_run(small_synth: Path, coco_preset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run under JAX (on the CPU; jitted, so each new box count compiles the step: three
+    images without augmentation keep that to three compiles)."""
+    out = tmp_path_factory.mktemp("run") / "jax"
+    r = edge("train", "--data", str(small_synth), "--out", str(out), "--init", str(coco_preset),
+             "--imgsz", "64", "--epochs", "1", "--batch", "2", "--no-augment",
+             "--backend", "jax", env={**ENV, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_a_jax_run_writes_a_best_keras_that_tensorflow_evaluates(
+    jax_run: Path, small_synth: Path
+) -> None:
+    header, row = (jax_run / "results.csv").read_text().splitlines()
+    assert np.isfinite(float(dict(zip(header.split(","), row.split(","), strict=True))["loss"]))
+    names = json.loads((jax_run / "names.json").read_text())
+    r = edge("eval", "--model", str(jax_run / "best.keras"), "--data", str(small_synth))
+    assert r.returncode == 0, r.stderr  # ENV's backend: TensorFlow loads what JAX saved
+    rows = [line.split()[0] for line in r.stdout.splitlines() if line.split()]
+    assert set(names + ["all"]) <= set(rows)
+
+
 def test_a_run_writes_checkpoints_that_export_and_eval_take(short_run: Path, synth: Path) -> None:
     assert {"best.keras", "last.keras", "results.csv", "names.json"} <= {
         p.name for p in short_run.iterdir()
@@ -125,13 +214,19 @@ def test_a_run_writes_checkpoints_that_export_and_eval_take(short_run: Path, syn
     assert len(tables[0]) == 5 and tables[0] == tables[1]  # the .keras and its export agree
 
 
+def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(
+    synth: Path, coco_preset: Path, tmp_path: Path
+) -> None:
+    check_resume(synth, coco_preset, tmp_path, batch=2)
+
+
 def test_batch_norms_without_statistics_are_set_from_images_then_frozen(tmp_path: Path) -> None:
     """A preset built from config (random weights) has batch norms at mean 0, variance 1: frozen
     like that its features did not depend on the image. They get the statistics of training
     images; norms that have statistics keep them."""
     from edge.data.batches import TrainBatches
     from edge.data.dataset import Sample
-    from edge.training.hub_train import _freeze_batch_norms
+    from edge.training.hub_train import freeze_batch_norms
 
     model = hub_presets.dfine(num_classes=3, size=64)
     norms = [n for n in model._flatten_layers() if isinstance(n, keras.layers.BatchNormalization)]
@@ -147,8 +242,60 @@ def test_batch_norms_without_statistics_are_set_from_images_then_frozen(tmp_path
         box = np.array([[8.0, 8.0, 40.0, 40.0]], np.float32)
         samples.append(Sample(path, 64, 64, box, np.array([0], np.int64)))
     batches = TrainBatches(samples, 64, 1, seed=0)
-    _freeze_batch_norms(keras, model, batches, np.float32(1 / 255), np.float32(0.0))
+    freeze_batch_norms(keras, model, batches, np.float32(1 / 255), np.float32(0.0))
     assert all(not n.trainable for n in norms)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(trained.moving_mean), 0.5)
     later = norms[1:]
     assert all(np.any(keras.ops.convert_to_numpy(n.moving_mean) != 0) for n in later)
+
+
+@pytest.mark.parametrize(("backend", "why"), [("jax", "DataParallel"), ("tensorflow", "own image")])
+def test_hub_training_on_several_devices_is_refused_with_the_reason(backend: str, why: str) -> None:
+    from edge.errors import EdgeError
+    from edge.training.hub_train import check_hub_devices
+    from edge.training.train_options import TrainOptions
+
+    for devices in (None, 1):
+        check_hub_devices(backend, TrainOptions(devices=devices))
+    with pytest.raises(EdgeError, match=f"^--devices 2: .*{why}.*use --devices 1"):
+        check_hub_devices(backend, TrainOptions(devices=2))
+
+
+def test_edge_train_refuses_a_preset_on_two_jax_devices_before_writing(
+    synth: Path, coco_preset: Path, tmp_path: Path
+) -> None:
+    env = {**ENV, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = tmp_path / "run"
+    r = edge("train", "--data", str(synth), "--out", str(out), "--init", str(coco_preset),
+             "--imgsz", "64", "--devices", "2", "--backend", "jax", env=env)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "edge train: error: --devices 2: KerasHub D-FINE trains on one device" in r.stderr
+    assert not out.exists()
+
+
+def test_mixed_precision_for_a_preset_trains_in_fp32_on_a_cpu(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from edge.training.hub_train import hub_placement
+    from edge.training.train_options import TrainOptions
+
+    with caplog.at_level("WARNING", logger="edge.training.hub_train"):
+        placement = hub_placement(TrainOptions(precision="mixed"))
+    if placement.accelerator:
+        pytest.skip("an accelerator is visible")
+    assert "--precision mixed needs a GPU; training in fp32 on the CPU" in caplog.text
+
+
+def test_mixed_precision_for_a_preset_is_refused_on_an_accelerator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edge.errors import EdgeError
+    from edge.training import distribute
+    from edge.training.hub_train import hub_placement
+    from edge.training.train_options import TrainOptions
+
+    gpu = distribute.Placement("tensorflow", ("/device:GPU:0",), accelerator=True)
+    monkeypatch.setattr(distribute, "place", lambda devices: gpu)  # as a GPU machine places
+    assert hub_placement(TrainOptions()) is gpu  # fp32 trains there
+    with pytest.raises(EdgeError, match="^--precision mixed: .*use --precision fp32"):
+        hub_placement(TrainOptions(precision="mixed"))

@@ -171,10 +171,12 @@ def _keras_outputs(model: Any, batch: np.ndarray) -> list[np.ndarray]:
     """[boxes, scores] as numpy from a dict (boxes + scores or logits) or a list of outputs."""
     import keras
 
-    from edge.model.hub_detector import dfine_rows, is_dfine
+    from edge.model.hub_detector import dfine_rows, is_dfine, is_retinanet, retinanet_outputs
 
     if is_dfine(model):
         return [dfine_rows(model, batch)]
+    if is_retinanet(model):  # KerasHub's RetinaNet: its anchors decoded, NMS in postprocess
+        return retinanet_outputs(model, batch)
     out = model(batch, training=False)
     if isinstance(out, dict) and list(out) == ["output0"]:  # one tensor, e.g. the RT-DETR layout
         out = [out["output0"]]

@@ -27,8 +27,10 @@ from edge.model.hub_detector import (
     at_size,
     check_dfine_size,
     class_names,
+    decode_anchors,
     normalisation,
     own_size,
+    retinanet_anchors,
 )
 from edge.runtime.contract import RTDETR, XYXY_SCORES, ModelContract
 
@@ -228,11 +230,10 @@ def _retinanet(
 ) -> Any:
     images, x = _inputs(keras, size, scale, offset)
     raw = _raw(detector, x, size)
-    levels = detector.anchor_generator(np.zeros((1, size[0], size[1], 3), np.float32))
-    anchors = np.concatenate([keras.ops.convert_to_numpy(a) for a in levels.values()])
+    anchors = retinanet_anchors(keras, detector, size)
     boxes_name, scores_name = OUTPUTS
     decode = _anchor_decoder(keras)(
-        anchors.astype(np.float32), detector.anchor_generator.bounding_box_format, size, boxes_name
+        anchors, detector.anchor_generator.bounding_box_format, size, boxes_name
     )
     boxes = decode(raw["bbox_regression"])
     scores = _scores(keras, detector, raw["cls_logits"], scores_name)
@@ -251,14 +252,7 @@ def _anchor_decoder(keras: Any) -> Any:
             self.anchors, self.anchor_format, self.size = anchors, anchor_format, size
 
         def call(self, deltas: Any) -> Any:
-            return keras.utils.bounding_boxes.decode_deltas_to_boxes(
-                anchors=keras.ops.convert_to_tensor(self.anchors),
-                boxes_delta=deltas,
-                anchor_format=self.anchor_format,
-                box_format="xyxy",
-                encoded_format="center_xywh",
-                image_shape=(self.size[0], self.size[1], 3),
-            )
+            return decode_anchors(keras, self.anchors, self.anchor_format, deltas, self.size)
 
         def compute_output_shape(self, shape: Any) -> Any:
             return shape

@@ -117,6 +117,52 @@ def is_dfine(model: Any) -> bool:
     return type(model).__name__ == DFINE
 
 
+def is_retinanet(model: Any) -> bool:
+    return type(model).__name__ == RETINANET
+
+
+def retinanet_anchors(keras: Any, detector: Any, size: tuple[int, int]) -> np.ndarray:
+    """A RetinaNet's anchors [A, 4] for an input of `size`, in its anchor generator's format."""
+    levels = detector.anchor_generator(np.zeros((1, size[0], size[1], 3), np.float32))
+    return np.concatenate([keras.ops.convert_to_numpy(a) for a in levels.values()]).astype(
+        np.float32
+    )
+
+
+def decode_anchors(
+    keras: Any, anchors: Any, anchor_format: str, deltas: Any, size: tuple[int, int]
+) -> Any:
+    """RetinaNet's center_xywh deltas [B, A, 4] -> xyxy boxes in input pixels, as
+    `RetinaNetObjectDetector.decode_predictions` decodes them."""
+    return keras.utils.bounding_boxes.decode_deltas_to_boxes(
+        anchors=keras.ops.convert_to_tensor(anchors),
+        boxes_delta=deltas,
+        anchor_format=anchor_format,
+        box_format="xyxy",
+        encoded_format="center_xywh",
+        image_shape=(size[0], size[1], 3),
+    )
+
+
+def retinanet_outputs(model: Any, images: np.ndarray) -> list[np.ndarray]:
+    """A RetinaNet's [boxes xyxy input pixels [B, A, 4], sigmoid scores [B, A, C]] for RGB
+    0..255 images [B, H, W, 3], its converter's normalisation applied first (no NMS: the
+    caller's post-processing runs it, as the runtime does for its export)."""
+    import keras
+
+    scale, offset = normalisation(model)
+    raw = model(np.asarray(images, np.float32) * scale + offset, training=False)
+    size = (int(images.shape[1]), int(images.shape[2]))
+    anchors = retinanet_anchors(keras, model, size)
+    boxes = decode_anchors(
+        keras, anchors, model.anchor_generator.bounding_box_format, raw["bbox_regression"], size
+    )
+    logits = keras.ops.convert_to_numpy(raw["cls_logits"]).astype(np.float32)
+    if model.activation != keras.activations.sigmoid:
+        logits = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+    return [keras.ops.convert_to_numpy(boxes).astype(np.float32), logits]
+
+
 def dfine_rows(model: Any, images: np.ndarray) -> np.ndarray:
     """A D-FINE model's predictions for RGB 0..255 images [B, H, W, 3] as RT-DETR rows
     [B, K, 4 + C] (cx cy w h in 0..1 of the input, sigmoid scores), its converter's
@@ -139,7 +185,8 @@ def retargeted(keras: Any, detector: Any, num_classes: int, size: tuple[int, int
     config = _resized(detector.get_config(), size)
     config["preprocessor"] = None
     config["num_classes"] = int(num_classes)
-    config["backbone"]["config"]["num_labels"] = int(num_classes)
+    if "num_labels" in config["backbone"]["config"]:  # D-FINE's backbone has a class head
+        config["backbone"]["config"]["num_labels"] = int(num_classes)
     model = type(detector).from_config(config)
     # Same architecture, same weight order: pair them up (layer names may differ by a suffix).
     kept = 0

@@ -56,11 +56,6 @@ def train(
 
     options = options or TrainOptions()
     out = Path(out)
-    if options.init and Path(options.init).suffix.lower() != ".keras" and not resume:
-        from edge.training.hub_train import train_dfine  # a KerasHub preset (folder or name)
-
-        _check_dataset(dataset)
-        return train_dfine(dataset, out, options)
     state = None
     if resume:
         state = load_state(out / STATE_FILE)
@@ -76,6 +71,10 @@ def train(
             raise EdgeError(f"{out}: the run already finished its {options.epochs} epochs")
         log.info("resuming %s at epoch %d/%d", out, state.epoch + 1, options.epochs)
     _check_dataset(dataset)
+    if options.init and Path(options.init).suffix.lower() != ".keras":
+        from edge.training.hub_train import train_hub  # a KerasHub preset (folder or name)
+
+        return train_hub(dataset, out, options, state, callbacks)
     out.mkdir(parents=True, exist_ok=True)
     import keras
 
@@ -187,9 +186,9 @@ def _setup(
         options.imgsz,
         local_batch,
         augment=options.augment,
-        max_boxes=_max_boxes(dataset.train, options),
+        max_boxes=max_boxes_of(dataset.train, options),
         seed=options.seed + options.process_id,
-        cache=_cache(samples, options),
+        cache=cache_of(samples, options),
     )
     with placement.scope():
         model = _model(dataset.names, options, state)
@@ -302,14 +301,14 @@ def _shard(samples: Sequence[Sample], num_processes: int, process_id: int) -> li
     return [samples[(process_id + i * num_processes) % len(samples)] for i in range(count)]
 
 
-def _max_boxes(samples: Sequence[Sample], options: TrainOptions) -> int:
+def max_boxes_of(samples: Sequence[Sample], options: TrainOptions) -> int:
     most = max((len(s.boxes) for s in samples), default=1)
     if options.augment.mosaic > 0:
         most *= 4
     return int(min(max(most, 1), options.max_boxes))
 
 
-def _cache(samples: Sequence[Sample], options: TrainOptions) -> bool:
+def cache_of(samples: Sequence[Sample], options: TrainOptions) -> bool:
     if options.cache is not None:
         return options.cache
     return len(samples) * options.imgsz**2 * 3 <= CACHE_LIMIT_BYTES
