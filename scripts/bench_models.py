@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.runs < 1 or args.warmup < 0 or not sizes:
         _fail("--rounds and --runs must be >= 1, --warmup >= 0, --sizes not empty")
     extra = [_model_spec(spec) for spec in args.model]  # checked before minutes of exports
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from edge.cli.quiet import quiet_libraries
+
+    quiet_libraries(verbose=False)  # as `edge export` does: no TensorFlow start-up lines
     rows = build_rows(args, sizes)
     for name, path in extra:
         add_model(rows, name, path)

@@ -56,6 +56,7 @@ SHRINK: tuple[tuple[str, str], ...] = (
     # output row nobody sees (score 1.6e-5) by 3.23 px: the every-row check used to refuse it.
     (r"--images \d+", "--images 194"),
     (r"--imgsz (?:320|640)\b", "--imgsz 64"),
+    (r"--sizes 320,640\b", "--sizes 64"),
     (r"--serve (?:\d+\.\d+\.\d+\.\d+:)?\d+", "--serve 127.0.0.1:0"),  # any free port
     (r"--max-frames \d+", "--max-frames 20"),
     # The smallest backbone: each README training command builds and compiles its model, which
@@ -71,6 +72,8 @@ BOUNDS: tuple[tuple[str, str, str], ...] = (
     ("edge train", r"--batch|--resume", "--batch 8"),
     ("edge bench", r"--runs", "--runs 5 --warmup 1"),
     ("python scripts/bench_loop.py", r"--frames", "--frames 60 --live-frames 0"),
+    # The tiny stand-ins of D-FINE and RetinaNet: the real ones take minutes to export.
+    ("python scripts/bench_models.py", r"--tiny", "--tiny --rounds 1 --runs 2 --warmup 1"),
 )
 
 
@@ -362,6 +365,11 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edge.data.synth import write_synthetic
 
     write_synthetic(root / "DATA", images=16, seed=3, imgsz=128)
+    # A tiny D-FINE with COCO's 80 classes (random weights), as a local preset folder where the
+    # README names `dfine_nano_coco`: the download is what cannot be tested here.
+    import hub_presets
+
+    hub_presets.save(hub_presets.dfine(80, 64), root / "dfine_nano_coco")
     return root
 
 

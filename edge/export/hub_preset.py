@@ -177,7 +177,9 @@ def load_detector(preset: Preset, flag: str = "--preset") -> Any:
             f"{flag} {preset.name}: needs KerasHub (pip install 'edge[kerashub]')"
         ) from None
 
-    source = str(preset.folder) if preset.folder is not None else preset.name
+    # A folder by its absolute path: KerasHub takes a bare relative one named like a preset
+    # (dfine_nano_coco, which Path('./dfine_nano_coco') prints as) for the name, and downloads it.
+    source = str(preset.folder.resolve()) if preset.folder is not None else preset.name
     try:
         return keras_hub.models.ObjectDetector.from_preset(source, dtype="float32")
     except Exception as exc:  # KerasHub and its download clients raise many types
