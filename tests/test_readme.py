@@ -368,7 +368,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A tiny D-FINE with COCO's 80 classes (random weights), as a local preset folder where the
     # README names `dfine_nano_coco`: the download is what cannot be tested here.
     import hub_presets
+    import keras
 
+    keras.utils.set_random_seed(0)  # the same weights every run (see the note on D-FINE parity)
     hub_presets.save(hub_presets.dfine(80, 64), root / "dfine_nano_coco")
     return root
 
@@ -425,6 +427,12 @@ def _run_python(step: Step, clone: Path) -> None:
     )
 
 
+def _ctrl_c_as_a_terminal_gives_it() -> None:
+    """SIGINT as a user's shell leaves it: a suite started in the background (`pytest &`,
+    nohup) passes SIGINT on ignored, and a command that inherits that never sees the interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_bash(step: Step, clone: Path) -> None:
     command = shrink(step.text, interrupted=step.interrupt is not None)
     for text, (model, run) in STAND_INS.items():
@@ -434,6 +442,7 @@ def _run_bash(step: Step, clone: Path) -> None:
     proc = subprocess.Popen(
         ["bash", "-c", command], cwd=clone, env=_env(), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=_ctrl_c_as_a_terminal_gives_it,
     )  # fmt: skip
     expected = 0
     if step.interrupt:

@@ -214,6 +214,7 @@ def test_a_server_that_keeps_dropping_is_given_up_with_exit_3(repo: Path, tmp_pa
     assert rows and all("detections" in json.loads(r) for r in rows)
 
 
+@pytest.mark.parametrize("text", ["triton://h:\u00b2/m", "triton://h:1/m/\u00b2"])
 def test_a_port_or_version_that_is_not_ascii_digits_is_refused_by_name(text: str) -> None:
     from edge.runtime.remote_address import TritonAddress
 
