@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError, ModelError, check_regular
+from edge.export import max_pool
 from edge.export.export_options import DEFAULT_OPSET
 from edge.runtime.contract import RTDETR, ModelContract
 
@@ -145,6 +146,7 @@ def to_onnx(model: Any, dynamic_batch: bool, opset: int, outputs: tuple[str, ...
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises anything from its handlers
         raise ModelError(f"tf2onnx could not convert the model: {_one_line(str(exc))}") from None
+    max_pool.keep_zero_padding(proto)  # ONNX Runtime would fold the zeros away
     return _named_io(proto, dynamic_batch, outputs)
 
 
