@@ -234,7 +234,13 @@ def _variant(
         proto = uint8_input.with_uint8_input(proto, contract)
         contract = uint8_input.uint8_contract(contract)
     proto = metadata.with_metadata(proto, contract)
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:  # a converter's defect, not the user's input
+        raise ModelError(
+            f"the {precision} ONNX graph edge made is not valid ONNX ({convert._one_line(str(exc))}); "
+            "nothing was written: please report it with the model"
+        ) from None
     staged = group.stage(target, FLAG, check_nonempty)
     onnx.save(proto, str(staged))
     tolerance = TOLERANCES[precision]

@@ -62,7 +62,27 @@ def to_fp16(model: Any) -> Any:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     half = convert_float_to_float16(copy, keep_io_types=True, node_block_list=sorted(tail))
-    return topologically_sorted(half)
+    return topologically_sorted(_one_producer_per_output(half))
+
+
+def _one_producer_per_output(model: Any) -> Any:
+    """`model` without the repeats of a node: the converter casts a float16 constant back to
+    float32 once per float32 node that reads it, each Cast writing the same name (a D-FINE's
+    shared LayerNorm epsilon), which breaks single assignment. The repeats are the same op on
+    the same inputs with the same attributes, so the first computes what each would."""
+    graph = model.graph
+    first: dict[str, Any] = {}
+    kept = []
+    for node in graph.node:
+        earlier = [first[o] for o in node.output if o in first]
+        if earlier and all(e == node for e in earlier) and len(earlier) == len(node.output):
+            continue
+        for out in node.output:
+            first.setdefault(out, node)
+        kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
 
 
 def topologically_sorted(model: Any) -> Any:
@@ -70,12 +90,13 @@ def topologically_sorted(model: Any) -> Any:
     at the end, which onnx.checker rejects."""
     graph = model.graph
     ready = {""} | {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    pending, ordered = list(graph.node), []
+    pending = [(n, [*n.input, *_outer_names(n)]) for n in graph.node]
+    ordered = []
     while pending:
-        rest = [n for n in pending if not all(i in ready for i in n.input)]
-        placed = [n for n in pending if all(i in ready for i in n.input)]
+        rest = [(n, need) for n, need in pending if not all(i in ready for i in need)]
+        placed = [n for n, need in pending if all(i in ready for i in need)]
         if not placed:
-            raise ValueError(f"graph has a cycle or a missing input at {rest[0].name!r}")
+            raise ValueError(f"graph has a cycle or a missing input at {rest[0][0].name!r}")
         for node in placed:
             ordered.append(node)
             ready.update(node.output)
@@ -83,6 +104,22 @@ def topologically_sorted(model: Any) -> Any:
     del graph.node[:]
     graph.node.extend(ordered)
     return model
+
+
+def _outer_names(node: Any) -> set[str]:
+    """The names a node's subgraphs (a Loop's or an If's body) read from the graph around it."""
+    from onnx import AttributeProto
+
+    graphs = [a.g for a in node.attribute if a.type == AttributeProto.GRAPH]
+    graphs += [g for a in node.attribute if a.type == AttributeProto.GRAPHS for g in a.graphs]
+    out: set[str] = set()
+    for g in graphs:
+        inside = {v.name for v in g.input} | {t.name for t in g.initializer}
+        for n in g.node:
+            inside.update(n.output)
+        for n in g.node:
+            out.update(i for i in [*n.input, *_outer_names(n)] if i and i not in inside)
+    return out
 
 
 def to_int8(model: Any, tensors: Sequence[np.ndarray], input_name: str, workdir: Path) -> Any:
@@ -124,7 +161,8 @@ def to_int8(model: Any, tensors: Sequence[np.ndarray], input_name: str, workdir:
         calibrate_method=CalibrationMethod.MinMax,
         extra_options={"WeightSymmetric": True},
     )
-    return onnx.load(str(dst))
+    # The quantizer writes a QDQ pair where a Loop's body reads a tensor after the Loop.
+    return topologically_sorted(onnx.load(str(dst)))
 
 
 class _Calibration:
