@@ -79,3 +79,38 @@ def test_cli_imports_tensorflow_without_its_start_up_lines(tmp_path):
     done = _python(code, tmp_path, KERAS_BACKEND="tensorflow")
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("tensorflow\n", "")
+
+
+_LATE_RECORDS = r"""
+import os, sys, time
+from edge.cli.quiet import quiet_libraries
+quiet_libraries(verbose=False)
+# What TensorFlow's runtime writes to fd 2 long after its import, past TF_CPP_MIN_LOG_LEVEL:
+os.write(2, b"E0000 00:00:1796630847.730171   22212 util.cc:131] oneDNN supports DT_INT32 only\n")
+os.write(2, b"kept line\nE0000 00:00:1.5   1 cuda_platform.cc:52] failed call to cuInit: (303)\n")
+os.write(2, b"W0000 00:00:1.5   1 x.cc:1] part")  # a record in two writes
+time.sleep(0.2)
+os.write(2, b"ial\n")
+print("to stderr from Python", file=sys.stderr)
+os.write(2, b"a prompt without its newline: ")
+sys.stdout.write("stdout untouched\n")
+raise SystemExit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_native_records_written_late_leave_a_piped_stderr_and_the_rest_stays(code: int) -> None:
+    r = subprocess.run([sys.executable, "-c", _LATE_RECORDS, str(code)], capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert r.returncode == code
+    assert r.stdout == "stdout untouched\n"
+    assert r.stderr == "kept line\nto stderr from Python\na prompt without its newline: "
+
+
+def test_an_uncaught_error_still_shows_its_traceback_on_a_piped_stderr() -> None:
+    program = _LATE_RECORDS.replace("raise SystemExit(int(sys.argv[1]))", "1 / 0")
+    r = subprocess.run([sys.executable, "-c", program, "0"], capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.startswith("kept line\n") and "E0000" not in r.stderr
+    assert r.stderr.rstrip().endswith("ZeroDivisionError: division by zero")

@@ -65,8 +65,12 @@ def show_ranges(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `edge` command; `argv` None: this process is it (`edge`, `python -m edge`), and its
+    piped stderr is filtered for the process's life (`quiet.filter_native_stderr`); a caller
+    that passes `argv` keeps its own fd 2."""
+    whole_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
-    quiet_libraries(verbose=bool({"-v", "--verbose"} & set(argv)))
+    quiet_libraries(verbose=bool({"-v", "--verbose"} & set(argv)), whole_process=whole_process)
     parser = build_parser()
     # `edge` alone (or with run's flags only) runs the embedded demo, like `edge run`; global
     # flags (-v) may come first either way.

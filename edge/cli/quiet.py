@@ -11,6 +11,7 @@ import on the importing thread, and the library (edge.Detector, edge.stream) nev
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.abc
 import importlib.machinery
@@ -19,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
@@ -37,6 +39,10 @@ ENVIRONMENT = {
 NOISY_IMPORTS = ("tensorflow",)
 # A TensorFlow / absl log record, in absl's format ("I0000 00:00:1796.5  8929 port.cc:153] ..."),
 # TensorFlow's older one ("2025-09-17 14:44:05.157831: I external/...") or absl's pre-init notice.
+# The start of a line that may become a record: held back until its line ends.
+_MAY_START_RECORD = re.compile(
+    rb"[IWE]\d|\d{1,4}(?:-|$)|W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?$|[IWE]$"
+)
 _RECORD = re.compile(
     r"[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] "
@@ -44,7 +50,7 @@ _RECORD = re.compile(
 )
 
 
-def quiet_libraries(verbose: bool) -> None:
+def quiet_libraries(verbose: bool, whole_process: bool = True) -> None:
     """Before anything heavy is imported: native libraries' log levels, the filter on
     TensorFlow's first import, and library loggers at ERROR (edge's own stay at INFO)."""
     if verbose:
@@ -53,6 +59,8 @@ def quiet_libraries(verbose: bool) -> None:
         os.environ.setdefault(key, value)
     if not any(isinstance(f, QuietImport) for f in sys.meta_path):
         sys.meta_path.insert(0, QuietImport(NOISY_IMPORTS))
+    if whole_process:
+        filter_native_stderr()
     logging.captureWarnings(True)  # Keras/TF UserWarnings become log records...
     for name in ("py.warnings", "absl", "tensorflow", "tf2onnx", "jax", "keras", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)  # ...which only show with --verbose
@@ -89,6 +97,71 @@ def native_stderr_filtered() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+_LIVE: list[Any] = []  # the process's one StderrFilter, once installed
+
+
+def filter_native_stderr() -> None:
+    """When stderr is not a terminal (a pipe, a log file): TensorFlow's native log records are
+    taken out of it for the rest of the process, not only at import. Its runtime logs them past
+    TF_CPP_MIN_LOG_LEVEL too ("oneDNN supports DT_INT32 only on platforms with AVX-512", the
+    cuInit failure when it first looks for a GPU). A terminal keeps its fd 2 (a pipe there would
+    turn every progress bar off); there only the import is filtered."""
+    if _LIVE or not _is_pipe_or_file(2):
+        return
+    _LIVE.append(StderrFilter())
+
+
+def _is_pipe_or_file(fd: int) -> bool:
+    try:
+        return not os.isatty(fd) and os.fstat(fd) is not None
+    except OSError:  # fd 2 closed
+        return False
+
+
+class StderrFilter:
+    """fd 2 into a pipe; a thread passes on to the real stderr every line that is not a
+    TensorFlow/absl record, and at once a partial line that cannot start one (a prompt, a
+    bar's carriage return). `close` (at exit) puts fd 2 back and waits for the rest."""
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self.real = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self.thread = threading.Thread(
+            target=self._pass_on, args=(read,), name="edge-stderr-filter", daemon=True
+        )
+        self.thread.start()
+        atexit.register(self.close)
+
+    def _pass_on(self, read: int) -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(read, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if not _RECORD.match(line.decode("utf-8", "replace")):
+                        self._write(line + b"\n")
+                if pending and not _MAY_START_RECORD.match(pending):
+                    self._write(pending)
+                    pending = b""
+        if pending and not _RECORD.match(pending.decode("utf-8", "replace")):
+            self._write(pending)
+        os.close(read)
+
+    def _write(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            while data:
+                data = data[os.write(self.real, data) :]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(self.real, 2)  # the pipe's last writer closed: the thread reads to its end
+        self.thread.join(timeout=10)
+
+
 class QuietImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Runs the first import of each module in `names` inside `native_stderr_filtered`."""
 
@@ -117,3 +190,14 @@ class QuietImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             module.__spec__.loader = loader
         with native_stderr_filtered():
             loader.exec_module(module)
+            if module.__name__ == "tensorflow":
+                _devices_found(module)
+
+
+def _devices_found(tf: ModuleType) -> None:
+    """TensorFlow looks for a GPU (cuInit) when devices are first asked for, not at import, and
+    on a machine with CUDA's libraries but no driver logs "failed call to cuInit ... (303)" as
+    an error then, past TF_CPP_MIN_LOG_LEVEL: asked here, inside the filter, it is said once
+    where nobody sees it (seen in a README command's output, intermittently)."""
+    with contextlib.suppress(Exception):  # a TensorFlow without tf.config: nothing to ask
+        tf.config.list_physical_devices()

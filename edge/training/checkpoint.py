@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class ResumeState:
     model_config: dict[str, Any]
     weights: list[np.ndarray]
     optimizer: list[np.ndarray]
+    # What the model's config does not carry back (a KerasHub model rebuilds its layers from
+    # its arguments): `learning_norms`, the paths of the batch norms that train.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # `.{name}.{pid}.tmp{suffix}`: hidden, and never one of the names a run reads back.
@@ -101,6 +104,7 @@ def save_state(path: Path, state: ResumeState) -> None:
         "best": state.best,
         "options": state.options_json,
         "model_config": state.model_config,
+        "extra": state.extra,
     }
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
     arrays.update({f"w{i:05d}": w for i, w in enumerate(state.weights)})
@@ -137,6 +141,7 @@ def load_state(path: Path) -> ResumeState:
         model_config=meta["model_config"],
         weights=weights,
         optimizer=optimizer,
+        extra=dict(meta.get("extra") or {}),
     )
 
 

@@ -13,8 +13,8 @@ Two KerasHub 0.32 defects decide how batches are fed (both read from keras_hub/s
   (d_fine_loss.py:262-272 in the VFL loss, 368-371 in the box losses, 475-478 in the local
   losses), so images 2..B are trained towards image 1's boxes.
 So every step sees one image with exactly its own boxes (`dfine_targets`), and `--batch B`
-accumulates the gradients of B such steps (the optimizer's `gradient_accumulation_steps`). The
-batch norms of a batch of one would be noise: they are frozen (`_freeze_batch_norms`).
+accumulates the gradients of B such steps (the optimizer's `gradient_accumulation_steps`). A
+trained preset's batch norms are frozen; a random one's learn (`prepare_batch_norms`).
 Validation predicts as `edge eval` does a KerasHub .keras (`edge.model.hub_detector.dfine_rows`).
 """
 
@@ -159,7 +159,10 @@ def train_dfine(
         samples, options.imgsz, 1, augment=options.augment, max_boxes=options.max_boxes,
         seed=options.seed, cache=True,
     )  # fmt: skip
-    freeze_batch_norms(keras, model, batches, scale, offset)
+    if state is None:
+        prepare_batch_norms(keras, model, batches, scale, offset)
+    else:
+        resumed_batch_norms(keras, model, state)
     accumulate = options.batch if options.batch > 1 else None
     optimizer = keras.optimizers.AdamW(
         learning_rate=options.lr,
@@ -278,33 +281,60 @@ def hub_placement(options: TrainOptions) -> Any:
     return placement
 
 
-def freeze_batch_norms(
-    keras: Any, model: Any, batches: Any, scale: np.ndarray, offset: np.ndarray
+FRESH_MOMENTUM = 0.9  # norms that learn their statistics: a moving average over ~10 images
+
+
+def prepare_batch_norms(
+    keras: Any,
+    model: Any,
+    batches: Any,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    learn_fresh: bool = True,
 ) -> None:
-    """Batch norms run on their statistics, frozen (a batch of one would make them noise). A
-    preset whose norms never saw data (statistics still 0 and 1: built from config, random
-    weights) gets them from one pass over up to 16 training images first, as edge's own
-    detectors are calibrated; a trained preset keeps its own."""
-    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]  # noqa: SLF001  # fmt: skip
+    """A trained preset's batch norms run on their own statistics, frozen (D-FINE's recipe for a
+    pretrained backbone). A preset whose norms never saw data (statistics still 0 and 1: built
+    from config, random weights) gets them from one pass over up to 16 training images, and
+    those norms keep learning them (batch statistics of each step's image, momentum
+    FRESH_MOMENTUM): frozen, they go stale while the convolutions before them train from random,
+    and a channel calibrated at a variance of 4e-5 amplified each change ~150x. Measured on a
+    tiny random D-FINE at 128 px: the hybrid encoder's activations reached 1e9 within 12 epochs,
+    its LayerNorm then left no trace of the image, and every image got the same boxes. With
+    `learn_fresh` False those norms are frozen too (RetinaNet, see there)."""
+    norms = _norms(keras, model)
     fresh = [
         n for n in norms
         if not np.any(keras.ops.convert_to_numpy(n.moving_mean))
         and np.all(keras.ops.convert_to_numpy(n.moving_variance) == 1.0)
     ]  # fmt: skip
+    momenta = [n.momentum for n in norms]
     if fresh:
         count = min(len(batches), -(-16 // batches.batch_size))  # up to 16 images
         x = np.concatenate([batches.batch(0, i, mosaic=False)[0] for i in range(count)])
         count = len(x)
-        momenta = [n.momentum for n in norms]
         for n in norms:  # moving = moving * momentum + batch * (1 - momentum)
             n.momentum = 0.0 if n in fresh else 1.0
         model(x * scale + offset, training=True)
-        for n, momentum in zip(norms, momenta, strict=True):
-            n.momentum = momentum
-        log.info("%d of %d batch norms had no statistics: set from %d images", len(fresh),
-                 len(norms), count)  # fmt: skip
-    for n in norms:
-        n.trainable = False
+        log.info("%d of %d batch norms had no statistics: set from %d images%s", len(fresh),
+                 len(norms), count, ", and learnt in training" if learn_fresh else "")  # fmt: skip
+    learning = fresh if learn_fresh else []
+    for n, momentum in zip(norms, momenta, strict=True):
+        n.trainable = n in learning
+        n.momentum = FRESH_MOMENTUM if n in learning else momentum
+
+
+def resumed_batch_norms(keras: Any, model: Any, state: Any) -> None:
+    """A resumed model's batch norms as its run left them: those in the state's
+    `learning_norms` learn (momentum FRESH_MOMENTUM), the others are frozen."""
+    learning = set(state.extra.get("learning_norms", []))
+    for n in _norms(keras, model):
+        n.trainable = n.path in learning
+        if n.trainable:
+            n.momentum = FRESH_MOMENTUM
+
+
+def _norms(keras: Any, model: Any) -> list[Any]:
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]  # noqa: SLF001  # fmt: skip
 
 
 def _feed(keras: Any, batches: Any, scale: np.ndarray, offset: np.ndarray, epoch: int = 0) -> Any:
@@ -386,6 +416,9 @@ def _epoch_end(keras: Any, out: Path, dataset: Dataset, options_json: str, best:
                 model_config=keras.saving.serialize_keras_object(self.model),
                 weights=to_numpy(state_variables(self.model)),
                 optimizer=to_numpy(self.model.optimizer.variables),
+                extra={
+                    "learning_norms": [n.path for n in _norms(keras, self.model) if n.trainable]
+                },
             )
             save_state(out / STATE_FILE, state)
             log.info(
