@@ -39,15 +39,18 @@ ENVIRONMENT = {
 NOISY_IMPORTS = ("tensorflow",)
 # A TensorFlow / absl log record, in absl's format ("I0000 00:00:1796.5  8929 port.cc:153] ..."),
 # TensorFlow's older one ("2025-09-17 14:44:05.157831: I external/...") or absl's pre-init notice.
-# The start of a line that may become a record: held back until its line ends.
-_MAY_START_RECORD = re.compile(
-    rb"[IWE]\d|\d{1,4}(?:-|$)|W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?$|[IWE]$"
-)
 _RECORD = re.compile(
     r"[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] "
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
 )
+_NOTICE = b"WARNING: All log messages before absl::InitializeLog()"
+_RECORD_START = re.compile(rb"[IWE](?:\d|$)|\d{1,4}(?:-|$)")  # "E0000 ...", "2025-09-17 ..."
+
+
+def _may_become_record(partial: bytes) -> bool:
+    """A line begun but not ended that a record could still be: held back until it ends."""
+    return bool(_RECORD_START.match(partial)) or _NOTICE.startswith(partial[: len(_NOTICE)])
 
 
 def quiet_libraries(verbose: bool, whole_process: bool = True) -> None:
@@ -113,9 +116,10 @@ def filter_native_stderr() -> None:
 
 def _is_pipe_or_file(fd: int) -> bool:
     try:
-        return not os.isatty(fd) and os.fstat(fd) is not None
+        os.fstat(fd)
     except OSError:  # fd 2 closed
         return False
+    return not os.isatty(fd)
 
 
 class StderrFilter:
@@ -143,7 +147,7 @@ class StderrFilter:
                 for line in lines:
                     if not _RECORD.match(line.decode("utf-8", "replace")):
                         self._write(line + b"\n")
-                if pending and not _MAY_START_RECORD.match(pending):
+                if pending and not _may_become_record(pending):
                     self._write(pending)
                     pending = b""
         if pending and not _RECORD.match(pending.decode("utf-8", "replace")):

@@ -88,7 +88,7 @@ def load_inference_model(path: Path, imgsz: tuple[int, int] | None = None) -> In
     try:
         detector = em.load_detector(path)
     except ModelError as exc:
-        raise ModelError(_one_line(str(exc))) from None
+        raise ModelError(one_line(str(exc))) from None
     model = em.inference_model(detector)
     if imgsz is not None and tuple(imgsz) != tuple(model.imgsz):
         model = _resized(keras, model, imgsz)
@@ -145,7 +145,7 @@ def to_onnx(model: Any, dynamic_batch: bool, opset: int, outputs: tuple[str, ...
         with convertible_ops():
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises anything from its handlers
-        raise ModelError(f"tf2onnx could not convert the model: {_one_line(str(exc))}") from None
+        raise ModelError(f"tf2onnx could not convert the model: {one_line(str(exc))}") from None
     max_pool.keep_zero_padding(proto)  # ONNX Runtime would fold the zeros away
     return _named_io(proto, dynamic_batch, outputs)
 
@@ -218,6 +218,6 @@ def converter_name() -> str:
     return f"tf2onnx {tf2onnx.__version__}"
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
     return first[:300]

@@ -238,7 +238,7 @@ def _variant(
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:  # a converter's defect, not the user's input
         raise ModelError(
-            f"the {precision} ONNX graph edge made is not valid ONNX ({convert._one_line(str(exc))}); "
+            f"the {precision} ONNX graph edge made is not valid ONNX ({convert.one_line(str(exc))}); "
             "nothing was written: please report it with the model"
         ) from None
     staged = group.stage(target, FLAG, check_nonempty)

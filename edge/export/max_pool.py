@@ -49,7 +49,7 @@ def keep_zero_padding(proto: Any) -> int:
         padded, pooled = shapes.get(pool.input[0]), shapes.get(pool.output[0])
         if pads is None or padded is None or pooled is None:
             continue
-        border = _border(pool, pads, padded[2:], pooled[2:])
+        border = _border(pool, pads, padded, pooled)
         if border is None or not border.any():
             continue
         value = np.where(border, np.float32(0), np.finfo(np.float32).min).astype(np.float32)
@@ -66,7 +66,8 @@ def keep_zero_padding(proto: Any) -> int:
 
 
 def _shapes(proto: Any) -> dict[str, tuple[int, ...]]:
-    """Every tensor's static shape where shape inference knows all its dims."""
+    """The spatial dims (after batch and channels) of every tensor whose shape inference knows
+    them all."""
     import onnx
 
     try:
@@ -78,7 +79,7 @@ def _shapes(proto: Any) -> dict[str, tuple[int, ...]]:
     for value in values:
         dims = value.type.tensor_type.shape.dim
         if len(dims) >= 3 and all(d.HasField("dim_value") for d in dims[2:]):
-            out[value.name] = tuple([0, 0, *(d.dim_value for d in dims[2:])])
+            out[value.name] = tuple(d.dim_value for d in dims[2:])
     return out
 
 
