@@ -98,6 +98,23 @@ def test_a_tiny_detector_learns_to_detect_and_resumes_exactly(toy: Dataset, tmp_
         train(toy, tmp_path / "empty", TINY, resume=True)
 
 
+def test_a_resumed_run_ends_with_the_weights_of_the_run_never_interrupted(
+    toy: Dataset, tmp_path: Path
+) -> None:
+    # Epoch orders come from the feed's (seed, epoch) alone: fit's own shuffle drew from Python's
+    # global `random`, which the resumed run re-seeds, so its epochs saw another order than the
+    # uninterrupted run's and the weights parted (augmentation on, to cover the feed's draws).
+    options = TINY.but(epochs=4, batch=1, augment=Augment())
+    whole = train(toy, tmp_path / "whole", options)
+    with pytest.raises(KeyboardInterrupt):
+        train(toy, tmp_path / "cut", options, callbacks=[_StopAfter(1)])
+    train(toy, tmp_path / "cut", options, resume=True)
+    a, b = load_state(whole.out / STATE_FILE), load_state(tmp_path / "cut" / STATE_FILE)
+    assert a.epoch == b.epoch == 4 and len(a.weights) == len(b.weights) > 0
+    for x, y in zip([*a.weights, *a.optimizer], [*b.weights, *b.optimizer], strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-6)
+
+
 def test_a_nan_loss_stops_training_with_an_edge_error(
     toy: Dataset,
     tmp_path: Path,

@@ -106,6 +106,10 @@ def _train(
                 run.feed(first),
                 epochs=stop,
                 initial_epoch=first,
+                # The feed orders each epoch itself, by (seed, epoch) (TrainBatches.order);
+                # fit's shuffle would permute it again with Python's global `random`, which a
+                # resumed run re-seeds: its epochs would not see the uninterrupted run's order.
+                shuffle=False,
                 callbacks=[run.epoch_end, *callbacks],
                 verbose=options.verbose if run.placement.chief else 0,
             )

@@ -224,6 +224,7 @@ def fit_hub(
         feed,
         epochs=options.epochs,
         initial_epoch=start,
+        shuffle=False,  # the feed's own order, so a resume is exact (edge.training.fit)
         callbacks=[epoch_end, *callbacks],
         verbose=options.verbose,
     )
