@@ -64,6 +64,7 @@ def test_a_tiny_detector_learns_to_detect_and_resumes_exactly(toy: Dataset, tmp_
     # Validating on the training images, the loss falls and mAP rises (batch norms with a fast
     # momentum let inference-mode statistics keep up within a few dozen steps). The run is
     # interrupted after epoch 6 and resumed with its saved options.
+    keras.utils.set_random_seed(0)  # the start's weights, whatever tests ran before this one
     build_detector(toy.names, 64, "tiny", bn_momentum=0.6).save(tmp_path / "start.keras")
     seen = type(toy)(toy.root, toy.format, toy.names, toy.train, toy.train)
     options = TINY.but(epochs=16, init=str(tmp_path / "start.keras"), warmup_epochs=2)
