@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -103,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"edge {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise
+    finally:
+        if whole_process:
+            # What the command left for the garbage collector (an interrupted `fit`'s frames
+            # hold a tf.data iterator whose thread runs Python) is finalised now, while the
+            # interpreter runs: at its teardown TensorFlow logged a "finalizing
+            # GeneratorDataset iterator" error and could abort the process (exit -6).
+            gc.collect()
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
