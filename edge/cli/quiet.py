@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import importlib.abc
 import importlib.machinery
 import logging
@@ -161,10 +160,6 @@ class StderrFilter:
                 data = data[os.write(self.real, data) :]
 
     def close(self) -> None:
-        # Garbage that still holds native resources is finalised now, through the filter, not
-        # at interpreter teardown onto the real stderr: a tf.data iterator left in a reference
-        # cycle by `fit` logs "Error occurred when finalizing GeneratorDataset iterator" then.
-        gc.collect()
         with contextlib.suppress(Exception):
             sys.stderr.flush()
         os.dup2(self.real, 2)  # the pipe's last writer closed: the thread reads to its end
