@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from edge.runtime.contract import ModelContract
-from edge.runtime.preprocess import Letterbox, letterbox, to_input
+from edge.runtime.preprocess import Letterbox, letterbox, resize, to_input
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,51 @@ def test_forward_inverse_round_trip():
     np.testing.assert_allclose(
         lb.inverse(lb.forward(boxes)), np.clip(boxes, 0, [517, 333, 517, 333]), atol=1e-3
     )
+
+
+def _photo_like(h: int, w: int) -> np.ndarray:
+    """Smooth shapes plus fine noise: the detail a plain bilinear shrink aliases."""
+    rng = np.random.default_rng(0)
+    coarse = (rng.random((max(h // 24, 2), max(w // 24, 2), 3)) * 255).astype(np.uint8)
+    smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.add(smooth, (rng.random((h, w, 3)) * 60).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("src_wh", "size"),
+    [
+        ((1280, 720), (320, 180)),  # exact 4x: two halvings
+        ((1280, 720), (416, 234)),  # one halving, then bilinear for 1.54x
+        ((1920, 1080), (640, 360)),  # 3x: one halving, then 1.5x
+        ((1920, 1080), (320, 180)),  # halving until 135 rows (odd), then an area average
+        ((517, 333), (256, 165)),  # odd sides: a single area average
+    ],
+)
+def test_resize_shrinks_close_to_an_area_average(src_wh, size):
+    image = _photo_like(src_wh[1], src_wh[0])
+    area = cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    bilinear = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    out = resize(image, size)
+    assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+    error = np.abs(out.astype(np.float32) - area).mean()
+    # Within a few grey levels of INTER_AREA, and far closer than a bilinear shrink that
+    # samples a few pixels and drops the rest (the noise aliases).
+    assert error < 3.5
+    assert error < 0.5 * np.abs(bilinear - area).mean() or error < 0.5
+
+
+def test_resize_keeps_the_geometry_and_grows_bilinear():
+    # A bright column at x = 1000 of 1280 lands at 1000 / 4 = 250 of 320 (halvings keep the
+    # sampling grid exact: no row or column is cropped or padded).
+    image = np.zeros((720, 1280, 3), np.uint8)
+    image[:, 1000:1004] = 255
+    out = resize(image, (320, 180))
+    assert out[90, 250, 0] == 255 and out[90, 249, 0] == 0 and out[90, 251, 0] == 0
+    small = np.arange(12, dtype=np.uint8).reshape(3, 4, 1).repeat(3, axis=2)
+    np.testing.assert_array_equal(
+        resize(small, (8, 6)), cv2.resize(small, (8, 6), interpolation=cv2.INTER_LINEAR)
+    )
+    assert resize(small, (4, 3)) is small
 
 
 def test_letterbox_rejects_bad_size():

@@ -21,10 +21,10 @@ import numpy as np
 from edge.data.common import read_image
 from edge.data.dataset import Sample
 from edge.errors import DataError
+from edge.runtime.preprocess import PAD_VALUE, resize
 
 log = logging.getLogger(__name__)
 
-PAD_VALUE = 114  # the grey the runtime letterbox pads with
 TARGET_WIDTH = 5  # class id (-1 = padding), x1, y1, x2, y2
 _REDUCED = {
     1: cv2.IMREAD_COLOR,
@@ -221,9 +221,7 @@ def load_resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
     ratio = size / max(h, w)
     if ratio != 1.0:
         new = (max(round(w * ratio), 1), max(round(h * ratio), 1))
-        image = cv2.resize(
-            image, new, interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
-        )
+        image = resize(image, new)
     sx = image.shape[1] / max(sample.width, 1)
     sy = image.shape[0] / max(sample.height, 1)
     boxes = sample.boxes * np.array([sx, sy, sx, sy], np.float32)

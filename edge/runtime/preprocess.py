@@ -12,6 +12,31 @@ from edge.runtime.contract import ModelContract
 PAD_VALUE = 114  # grey, as the common detectors train with
 
 
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` resized to (width, height): an area average where it shrinks, bilinear where it
+    grows; what training and the runtime both feed the network.
+
+    OpenCV's INTER_AREA is fast only for a factor of exactly 2 and slow otherwise (1280x720 to
+    320x180: 1 ms, to 416x234: 3.6 ms; 1920x1080 to 416: 7 ms, against a model's 5-10 ms on a
+    CPU). So the image is first halved by area averaging while it stays at least twice the size
+    wanted (and its sides are even, which keeps the geometry exact), then bilinear covers the
+    last factor, under 2, where it still takes every pixel into account: 0.2-0.5 ms for those
+    sizes, within 1-3 grey levels (mean) of a single INTER_AREA on a noisy image. Sides that
+    cannot be halved evenly keep the single INTER_AREA.
+    """
+    width, height = size
+    h, w = image.shape[:2]
+    while w >= 2 * width and h >= 2 * height and w % 2 == 0 and h % 2 == 0:
+        image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    shrinks_much = w >= 2 * width or h >= 2 * height
+    return cv2.resize(
+        image, (width, height), interpolation=cv2.INTER_AREA if shrinks_much else cv2.INTER_LINEAR
+    )
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """How a frame was scaled and padded into the network input; `inverse` maps boxes back."""
@@ -55,8 +80,7 @@ def letterbox(
     pad_x, pad_y = (out_w - new_w) / 2, (out_h - new_h) / 2
     left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
     if (new_w, new_h) != (src_w, src_h):
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        image = cv2.resize(image, (new_w, new_h), interpolation=interp)
+        image = resize(image, (new_w, new_h))
     canvas = cv2.copyMakeBorder(
         image,
         top,
