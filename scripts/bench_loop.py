@@ -4,7 +4,7 @@
     the hand-written loop (OpenCV + ONNX Runtime with its default options, one thread: read,
     letterbox, run, decode + NMS, and with --save draw + write an mp4) and edge's loop (what
     `edge run --source CLIP [--save out.mp4]` runs), without and with saving, interleaved (the
-    order flips every round). Each round prints FPS, edge / hand-written, the load average and
+    order flips every run), each --repeats times with its fastest run kept. Each round prints FPS, edge / hand-written, the load average and
     what the loop chose (overlap, ONNX Runtime threads); a table of every round's ratio ends the
     run. Rounds of one case differ on a shared machine: compare within a round. --hand-nospin
     adds the hand-written loop with ONNX Runtime's spinning off (the one ORT option `edge run`
@@ -151,13 +151,18 @@ def rounds(args: argparse.Namespace, model: Path, video: Path) -> list[dict]:
         for save in (False, True):
             kind = "save" if save else "nosave"
             order = ["hand", "edge"] + (["hand_nospin"] if args.hand_nospin else [])
-            for who in order if r % 2 == 0 else order[::-1]:
-                target = args.work / f"{who}.mp4" if save else None
-                if who == "edge":
-                    run = edge_loop(model, video, target, args.device)
-                else:
-                    run = hand_written_loop(model, video, target, args.device, who == "hand")
-                row[f"{who}_{kind}"] = run
+            # Each loop runs --repeats times, interleaved, and keeps its fastest run: a burst
+            # of load elsewhere on a shared machine then rarely decides a round's ratio.
+            for k in range(args.repeats):
+                for who in order if (r + k) % 2 == 0 else order[::-1]:
+                    target = args.work / f"{who}.mp4" if save else None
+                    if who == "edge":
+                        run = edge_loop(model, video, target, args.device)
+                    else:
+                        run = hand_written_loop(model, video, target, args.device, who == "hand")
+                    best = row.get(f"{who}_{kind}")
+                    if best is None or run["fps"] > best["fps"]:
+                        row[f"{who}_{kind}"] = run
             row[f"ratio_{kind}"] = round(row[f"edge_{kind}"]["fps"] / row[f"hand_{kind}"]["fps"], 3)
             if args.hand_nospin:
                 fps = row[f"hand_nospin_{kind}"]["fps"]
@@ -237,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video", type=Path, help="a clip to run on (default: a synthetic 1280x720)")
     p.add_argument("--frames", type=int, default=300, help="frames of the synthetic clip")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per model")
+    p.add_argument(
+        "--repeats", type=int, default=2, help="runs of each loop per round, the fastest kept"
+    )
     p.add_argument("--device", choices=sorted(ORT_PROVIDERS), default="cpu")
     p.add_argument(
         "--hand-nospin",
@@ -262,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.video is not None and not args.video.is_file():
         print(f"bench_loop: --video {args.video}: no such file", file=sys.stderr)
         return 2
-    if args.rounds < 1 or args.frames < 1:
-        print("bench_loop: --rounds and --frames must be at least 1", file=sys.stderr)
+    if min(args.rounds, args.frames, args.repeats) < 1:
+        print("bench_loop: --rounds, --repeats and --frames must be at least 1", file=sys.stderr)
         return 2
     args.work.mkdir(parents=True, exist_ok=True)
     video = args.video or make_video(
