@@ -4,11 +4,12 @@
     the hand-written loop (OpenCV + ONNX Runtime with its default options, one thread: read,
     letterbox, run, decode + NMS, and with --save draw + write an mp4) and edge's loop (what
     `edge run --source CLIP [--save out.mp4]` runs), without and with saving, interleaved (the
-    order flips every run), each --repeats times with its fastest run kept. Each round prints FPS, edge / hand-written, the load average and
-    what the loop chose (overlap, ONNX Runtime threads); a table of every round's ratio ends the
-    run. Rounds of one case differ on a shared machine: compare within a round. --hand-nospin
-    adds the hand-written loop with ONNX Runtime's spinning off (the one ORT option `edge run`
-    changes), to tell what edge's loop itself adds.
+    order flips every run), each --repeats times with its fastest run kept. Each round prints
+    FPS, edge / hand-written, the load average and what the loop chose (overlap, ONNX Runtime
+    threads); a table of every round's ratio ends the run. Rounds of one case differ on a
+    shared machine: compare within a round. --hand-nospin adds the hand-written loop with ONNX
+    Runtime's spinning off (the one ORT option `edge run` changes), to tell what edge's loop
+    itself adds.
 (b) A live-like source paced at 30 FPS: end-to-end latency against inference time, and whether
     latency grows over the run (--live-frames 0 skips it).
 
