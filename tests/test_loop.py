@@ -378,3 +378,32 @@ def test_one_source_is_n_equals_one(tiny_model, overlap):
     assert result.only.score is not None and result.only.identity is not None
     assert dict(result.batch_sizes) == {1: 5}
     assert src.stats.delivered == 5  # the loop read what it ran, and left the source as it was
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_threads_beside_cpu_inference_run_opencv_single_threaded_and_restore_it(
+    tiny_model, overlap
+):
+    # OpenCV's pool in the reader and finisher would take the cores ONNX Runtime's threads use.
+    class Threads(Sink):
+        needs_image = True  # drawing runs in the finisher with OpenCV
+
+        def __init__(self) -> None:
+            self.seen: set[int] = set()
+
+        def write(self, frame, detections, annotated) -> bool:
+            self.seen.add(cv2.getNumThreads())
+            return True
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        sink = Threads()
+        with synthetic(0) as src:
+            Loop(
+                ModelSession(tiny_model), src, [sink], LoopOptions(max_frames=5, overlap=overlap)
+            ).run()
+        assert sink.seen == ({1} if overlap else {2})
+        assert cv2.getNumThreads() == 2  # as the run found it
+    finally:
+        cv2.setNumThreads(before)
